@@ -1,0 +1,1 @@
+"""tenantcard.idp.login."""
