@@ -1,0 +1,58 @@
+"""What every benchmark module returns, and how figures are timed against a baseline of the same run.
+
+A benchmark module is ``bench/bench_<topic>.py`` with ``run(quick: bool) -> list[Figure]``. ``value`` and
+``baseline`` are measured in the same run, on the same machine, so their ratio means something even when
+absolute times drift on a shared, noisy machine.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str  # e.g. "scp03.card_session_setup"
+    value: float  # what tenantcard does
+    baseline: float  # the floor or reference measured in the same run
+    unit: str  # unit of value and baseline, e.g. "us/op", "ops/s", "MiB"
+    description: str  # what value is and what baseline is
+    aim: str = ""  # the target, e.g. "ratio <= 2.0"
+    higher_is_better: bool = False
+
+    @property
+    def ratio(self) -> float:
+        return self.value / self.baseline if self.baseline else float("inf")
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "ratio": round(self.ratio, 4)}
+
+
+def best_of(fn: Callable[[], object], *, repeat: int = 5, number: int = 100) -> float:
+    """Median over ``repeat`` rounds of the mean seconds per call of ``fn`` over ``number`` calls."""
+    rounds = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(number):
+            fn()
+        rounds.append((time.perf_counter() - start) / number)
+    return statistics.median(rounds)
+
+
+def interleaved(
+    candidate: Callable[[], object], baseline: Callable[[], object], *, repeat: int = 7, number: int = 100
+) -> tuple[float, float]:
+    """Seconds per call of candidate and baseline, measured in alternating rounds so that machine noise
+    hits both alike; medians of the rounds."""
+    c_rounds, b_rounds = [], []
+    for _ in range(repeat):
+        for fn, rounds in ((candidate, c_rounds), (baseline, b_rounds)):
+            start = time.perf_counter()
+            for _ in range(number):
+                fn()
+            rounds.append((time.perf_counter() - start) / number)
+    return statistics.median(c_rounds), statistics.median(b_rounds)
