@@ -48,7 +48,8 @@ def interleaved(
 ) -> tuple[float, float]:
     """Seconds per call of candidate and baseline, measured in alternating rounds so that machine noise
     hits both alike; medians of the rounds."""
-    c_rounds, b_rounds = [], []
+    c_rounds: list[float] = []
+    b_rounds: list[float] = []
     for _ in range(repeat):
         for fn, rounds in ((candidate, c_rounds), (baseline, b_rounds)):
             start = time.perf_counter()
