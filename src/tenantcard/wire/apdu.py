@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tenantcard.wire.errors import WireError
 from tenantcard.wire.sw import SW
@@ -19,7 +19,12 @@ CLA_SECURE_MESSAGING = 0x04  # GP 2.3.1 §11.1.4: b3 set = secure messaging (pro
 
 @dataclass(frozen=True, slots=True)
 class CommandApdu:
-    """A command APDU. ``le`` is None when absent, else the maximum number of response bytes (1..65536)."""
+    """A command APDU. ``le`` is None when absent, else the maximum number of response bytes (1..65536).
+
+    ``extended`` records that the command was (or is to be) encoded with extended length even where short
+    length would do; it does not take part in equality. Secure messaging needs it: the C-MAC covers the Lc
+    field as sent (GP Amd D §6.2.4).
+    """
 
     cla: int
     ins: int
@@ -27,6 +32,7 @@ class CommandApdu:
     p2: int
     data: bytes = b""
     le: int | None = None
+    extended: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("cla", "ins", "p1", "p2"):
@@ -57,7 +63,7 @@ class CommandApdu:
 
     def to_bytes(self, extended: bool | None = None) -> bytes:
         """Serialize; extended length is used when needed or asked for (ISO 7816-4 §5.1)."""
-        ext = self.needs_extended if extended is None else extended
+        ext = (self.extended or self.needs_extended) if extended is None else extended
         if not ext and self.needs_extended:
             raise WireError("APDU needs extended length")
         out = bytearray(self.header)
@@ -99,17 +105,17 @@ class CommandApdu:
         # body[0] == 0 and at least 2 bytes: extended length
         if len(body) == 3:  # case 2 extended
             le = int.from_bytes(body[1:3], "big")
-            return cls(cla, ins, p1, p2, le=le or MAX_EXTENDED_LE)
+            return cls(cla, ins, p1, p2, le=le or MAX_EXTENDED_LE, extended=True)
         if len(body) < 3:
             raise WireError("truncated extended length")
         lc = int.from_bytes(body[1:3], "big")
         if lc == 0:
             raise WireError("extended Lc of zero")
         if len(body) == 3 + lc:
-            return cls(cla, ins, p1, p2, data=bytes(body[3:]))
+            return cls(cla, ins, p1, p2, data=bytes(body[3:]), extended=True)
         if len(body) == 5 + lc:
             le = int.from_bytes(body[-2:], "big")
-            return cls(cla, ins, p1, p2, data=bytes(body[3 : 3 + lc]), le=le or MAX_EXTENDED_LE)
+            return cls(cla, ins, p1, p2, data=bytes(body[3 : 3 + lc]), le=le or MAX_EXTENDED_LE, extended=True)
         raise WireError("extended Lc does not match the command length")
 
     def chained(self, max_data: int = MAX_SHORT_LC) -> Iterator[CommandApdu]:

@@ -35,7 +35,7 @@ def _read_tag(buf: bytes, pos: int) -> tuple[int, int]:
     pos += 1
     tag = first
     if first & 0x1F == 0x1F:  # subsequent tag bytes, b8 set while more follow (ISO 8825-1 §8.1.2.4)
-        for count in range(4):
+        for count in range(3):
             if pos >= len(buf):
                 raise WireError("truncated multi-byte tag")
             b = buf[pos]
@@ -43,7 +43,7 @@ def _read_tag(buf: bytes, pos: int) -> tuple[int, int]:
             tag = (tag << 8) | b
             if not b & 0x80:
                 break
-            if count == 3:
+            if count == 2:
                 raise WireError("tag longer than four bytes")
     return tag, pos
 

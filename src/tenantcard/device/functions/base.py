@@ -15,19 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import Protocol
 
 from tenantcard.wire.apdu import CommandApdu, ResponseApdu
-
-
-class Access(IntEnum):
-    """Access rule of an object in a container (DESIGN.md "Protocol choices")."""
-
-    PUBLIC = 0x00  # anyone who selected the container
-    HOLDER = 0x01  # holder PIN verified on this connection
-    PROVIDER = 0x02  # SCP03 session opened with the provider's key set
-    HOLDER_OR_PROVIDER = 0x03
+from tenantcard.wire.tenant import Access as Access  # re-exported: the access rule of every object
 
 
 @dataclass(frozen=True, slots=True)

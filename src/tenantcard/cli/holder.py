@@ -1,0 +1,103 @@
+"""``tenantcard holder``: the device holder's commands, over the operator's REST API with the holder's credential."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+import httpx
+
+CREDENTIAL_ENV = "TENANTCARD_HOLDER_CREDENTIAL"
+
+
+class _Api:
+    def __init__(self, url: str, credential: str, timeout: float = 30.0) -> None:
+        self._client = httpx.Client(
+            base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {credential}"}, timeout=timeout
+        )
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        try:
+            response = self._client.request(method, path, json=body)
+        except httpx.HTTPError as exc:
+            raise click.ClickException(f"cannot reach the operator: {type(exc).__name__}") from exc
+        finally:
+            self._client.close()
+        if response.status_code >= 400:
+            try:
+                err = response.json()["error"]
+                message = f"{err['code']}: {err['message']}"
+            except (ValueError, KeyError, TypeError):
+                message = f"HTTP {response.status_code}"
+            raise click.ClickException(message)
+        return response.json() if response.content else None
+
+
+@click.group()
+@click.option(
+    "--operator", "operator_url", envvar="TENANTCARD_OPERATOR_URL", default="http://127.0.0.1:8400", show_default=True
+)
+@click.option("--credential", envvar=CREDENTIAL_ENV, help=f"Holder credential (or ${CREDENTIAL_ENV})")
+@click.pass_context
+def holder(ctx: click.Context, operator_url: str, credential: str | None) -> None:
+    """Act as the device holder: see who holds your containers, consent, report loss."""
+    ctx.obj = (operator_url, credential)
+
+
+def _api(ctx: click.Context) -> _Api:
+    url, credential = ctx.obj
+    if not credential:
+        raise click.ClickException(f"give --credential or set {CREDENTIAL_ENV}")
+    return _Api(url, credential)
+
+
+@holder.command("devices")
+@click.pass_context
+def devices(ctx: click.Context) -> None:
+    """My devices, their containers and the provider holding each."""
+    for d in _api(ctx).call("GET", "/v1/holder/devices"):
+        click.echo(f"{d['id']}  {d['serial']}  ({d['status']})")
+        for c in d["containers"]:
+            who = c["provider_name"] or "-"
+            click.echo(f"  {c['aid']}  {c['state']:<10} {who}")
+
+
+@holder.command("requests")
+@click.pass_context
+def requests(ctx: click.Context) -> None:
+    """Requests waiting for my consent."""
+    pending = _api(ctx).call("GET", "/v1/holder/requests")
+    if not pending:
+        click.echo("no pending requests")
+    for r in pending:
+        click.echo(f"{r['id']}  {r['provider_name'] or r['provider_id']} asks for a container on {r['device_id']}")
+
+
+@holder.command("approve")
+@click.argument("request_id")
+@click.option("--code", prompt=True, hide_input=True, help="The one-time code the provider showed you")
+@click.pass_context
+def approve(ctx: click.Context, request_id: str, code: str) -> None:
+    """Approve REQUEST_ID with its one-time code."""
+    r = _api(ctx).call("POST", f"/v1/holder/requests/{request_id}/approve", {"code": code})
+    click.echo(f"{r['id']}: {r['status']}")
+
+
+@holder.command("refuse")
+@click.argument("request_id")
+@click.option("--code", prompt=True, hide_input=True, help="The one-time code the provider showed you")
+@click.pass_context
+def refuse(ctx: click.Context, request_id: str, code: str) -> None:
+    """Refuse REQUEST_ID with its one-time code."""
+    r = _api(ctx).call("POST", f"/v1/holder/requests/{request_id}/refuse", {"code": code})
+    click.echo(f"{r['id']}: {r['status']}")
+
+
+@holder.command("lost")
+@click.argument("device_id")
+@click.confirmation_option(prompt="Every container on this device will be revoked. Continue?")
+@click.pass_context
+def lost(ctx: click.Context, device_id: str) -> None:
+    """Report DEVICE_ID lost or stolen: it is marked lost and every container on it is revoked."""
+    job = _api(ctx).call("POST", f"/v1/holder/devices/{device_id}/lost")
+    click.echo(f"device marked lost; revocation job {job['id']}: {job['done']}/{job['total']} done")

@@ -1,0 +1,383 @@
+"""``tenantcard operator``: run the operator service and administer it (the admin commands work on the database
+directly, with the same services as the REST API)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _common(fn: F) -> F:
+    fn = click.option("--config", type=click.Path(dir_okay=False, path_type=Path), help="TOML settings file")(fn)
+    fn = click.option("--db", "db_url", help="Database URL (sqlite:///FILE or postgresql+psycopg://...)")(fn)
+    fn = click.option("--vault", "vault_uri", help="Master key vault (file:PATH or pkcs11:...)")(fn)
+    return fn
+
+
+def _settings(config: Path | None, db_url: str | None, vault_uri: str | None, **extra: Any) -> Any:
+    from pydantic import ValidationError
+
+    from tenantcard.operator.settings import load_settings
+
+    try:
+        return load_settings(config, db_url=db_url, vault_uri=vault_uri, **extra)
+    except ValidationError as exc:
+        raise click.ClickException(f"bad settings: {exc.errors()[0].get('msg', 'invalid')}") from exc
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"cannot read settings: {exc}") from exc
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Every failure of an admin command is one line on stderr and a non-zero exit."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from tenantcard.operator.services.custody import CustodyError
+    from tenantcard.operator.services.errors import OperatorError
+
+    try:
+        yield
+    except OperatorError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.message}") from exc
+    except CustodyError as exc:
+        raise click.ClickException(f"key custody: {exc}") from exc
+    except SQLAlchemyError as exc:
+        raise click.ClickException(f"database: {type(exc).__name__}") from exc
+
+
+@contextmanager
+def _services(config: Path | None, db_url: str | None, vault_uri: str | None) -> Iterator[Any]:
+    from tenantcard.operator.app import build_services
+
+    with _errors():
+        svc = build_services(_settings(config, db_url, vault_uri))
+        try:
+            yield svc
+        finally:
+            svc.env.db.dispose()
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=True))
+
+
+@click.group()
+def operator() -> None:
+    """Run and administer the operator service."""
+
+
+@operator.command()
+@_common
+@click.option("--listen", default="127.0.0.1:8400", show_default=True, help="HOST:PORT to serve HTTP on")
+@click.option(
+    "--admin-token-file", type=click.Path(dir_okay=False, path_type=Path), help="File with the staff credential"
+)
+def serve(
+    config: Path | None, db_url: str | None, vault_uri: str | None, listen: str, admin_token_file: Path | None
+) -> None:
+    """Serve the REST API (migrates the database first); also runs the job runner and expiry sweep."""
+    import uvicorn
+
+    from tenantcard.operator.app import create_app
+
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise click.ClickException("--listen must be HOST:PORT")
+    extra: dict[str, Any] = {}
+    if admin_token_file is not None:
+        try:
+            extra["admin_token"] = admin_token_file.read_text().strip()
+        except OSError as exc:
+            raise click.ClickException(f"cannot read the admin token file: {exc.strerror}") from exc
+    settings = _settings(config, db_url, vault_uri, **extra)
+    with _errors():
+        app = create_app(settings)
+    config_ = uvicorn.Config(app, host=host.strip("[]") or "127.0.0.1", port=int(port), log_level="warning")
+    server = uvicorn.Server(config_)
+    original = server.startup
+
+    async def startup(sockets: Any = None) -> None:
+        await original(sockets)
+        for srv in getattr(server, "servers", []):
+            for sock in srv.sockets:
+                h, p = sock.getsockname()[:2]
+                click.echo(f"listening http://{h}:{p}", err=False)
+        sys.stdout.flush()
+
+    server.startup = startup  # type: ignore[method-assign]
+    server.run()
+
+
+@operator.command()
+@_common
+def migrate(config: Path | None, db_url: str | None, vault_uri: str | None) -> None:
+    """Bring the database schema up to date (alembic upgrade head)."""
+    from tenantcard.operator.db.session import migrate as run
+
+    settings = _settings(config, db_url, vault_uri)
+    with _errors():
+        run(settings.db_url)
+    click.echo("database is at the latest schema")
+
+
+# --- devices ---------------------------------------------------------------------------------------------------
+@operator.group()
+def device() -> None:
+    """Manufacture and inspect devices."""
+
+
+@device.command("manufacture")
+@_common
+@click.option("--containers", type=click.IntRange(0, 64), default=4, show_default=True)
+@click.option("--quota", type=click.IntRange(1, 1 << 30), default=64 * 1024, show_default=True)
+@click.option("--reserved", type=click.IntRange(0, 1 << 30), default=0, show_default=True)
+@click.option("--serial")
+@click.option("--store", type=click.Path(dir_okay=False, path_type=Path), help="Where to write the device store")
+@click.option("--device-vault", help="Key vault URI of the device's sealing key")
+def manufacture(
+    config: Path | None,
+    db_url: str | None,
+    vault_uri: str | None,
+    containers: int,
+    quota: int,
+    reserved: int,
+    serial: str | None,
+    store: Path | None,
+    device_vault: str | None,
+) -> None:
+    """Create a device: id, identity certificate, operator keys, containers; write its store."""
+    from tenantcard.operator.services.manufacturing import ContainerPlan
+
+    if reserved > quota:
+        raise click.ClickException("--reserved must not exceed --quota")
+    if store is not None and store.exists():
+        raise click.ClickException(f"{store} exists already")
+    with _services(config, db_url, vault_uri) as svc:
+        made = svc.manufacturing.manufacture(
+            [ContainerPlan(quota, reserved) for _ in range(containers)],
+            serial=serial,
+            store_path=store,
+            vault_uri=device_vault,
+        )
+    _echo_json(
+        {
+            "device_id": made.device.id,
+            "serial": made.device.serial,
+            "store": str(made.store_path),
+            "vault": made.vault_uri,
+        }
+    )
+
+
+@device.command("list")
+@_common
+def list_devices(config: Path | None, db_url: str | None, vault_uri: str | None) -> None:
+    """Devices with their address and status."""
+    with _services(config, db_url, vault_uri) as svc:
+        for d in svc.registry.devices(limit=1000):
+            click.echo(f"{d.id}  {d.serial:<20} {d.status:<7} {d.address or '-'}")
+
+
+@device.command("checkin")
+@_common
+@click.argument("device_id")
+@click.argument("address")
+def checkin(config: Path | None, db_url: str | None, vault_uri: str | None, device_id: str, address: str) -> None:
+    """Record ADDRESS for DEVICE_ID once the device there proves its identity."""
+    with _services(config, db_url, vault_uri) as svc:
+        d = svc.registry.check_in(device_id.lower(), address)
+    click.echo(f"{d.id} at {d.address}")
+
+
+@device.command("pointer")
+@_common
+@click.argument("device_id")
+@click.argument("pointer")
+def pointer(config: Path | None, db_url: str | None, vault_uri: str | None, device_id: str, pointer: str) -> None:
+    """Let POINTER (an opaque handle, e.g. from the identity provider) name DEVICE_ID."""
+    with _services(config, db_url, vault_uri) as svc:
+        svc.registry.add_pointer(device_id.lower(), pointer)
+    click.echo("pointer added")
+
+
+# --- providers and contracts -----------------------------------------------------------------------------------
+@operator.group()
+def provider() -> None:
+    """Register providers."""
+
+
+@provider.command("register")
+@_common
+@click.argument("name")
+def register(config: Path | None, db_url: str | None, vault_uri: str | None, name: str) -> None:
+    """Register provider NAME and print its credential (shown this once)."""
+    with _services(config, db_url, vault_uri) as svc:
+        p, credential = svc.registry.register_provider(name)
+    _echo_json({"provider_id": p.id, "name": p.name, "credential": credential})
+
+
+@operator.group()
+def contract() -> None:
+    """Create and end contracts."""
+
+
+@contract.command("create")
+@_common
+@click.option("--provider", "provider_id", required=True)
+@click.option("--option", type=click.Choice(["A", "B"]), required=True, help="A: container per request; B: fixed index")
+@click.option("--index", "container_index", type=click.IntRange(0, 0xFFFF), help="Fixed container index (option B)")
+@click.option("--quota", type=click.IntRange(1, 1 << 30), default=64 * 1024, show_default=True)
+@click.option("--reserved", type=click.IntRange(0, 1 << 30), default=0, show_default=True)
+@click.option("--consent/--no-consent", default=False, show_default=True, help="Holder consent required")
+def create_contract(
+    config: Path | None,
+    db_url: str | None,
+    vault_uri: str | None,
+    provider_id: str,
+    option: str,
+    container_index: int | None,
+    quota: int,
+    reserved: int,
+    consent: bool,
+) -> None:
+    """Create a contract for a provider."""
+    from tenantcard.operator.db.models import ContractOption
+
+    with _services(config, db_url, vault_uri) as svc:
+        c = svc.registry.create_contract(
+            provider_id,
+            ContractOption(option),
+            quota,
+            container_index=container_index,
+            reserved=reserved,
+            consent_required=consent,
+        )
+    _echo_json(
+        {"contract_id": c.id, "provider_id": c.provider_id, "option": c.option, "container_index": c.container_index}
+    )
+
+
+@contract.command("end")
+@_common
+@click.argument("contract_id")
+@click.option("--wait/--no-wait", default=False, help="Run the revocation job here until it finishes")
+def end_contract(config: Path | None, db_url: str | None, vault_uri: str | None, contract_id: str, wait: bool) -> None:
+    """End a contract: a job revokes every container placed under it (the serving operator runs it)."""
+    with _services(config, db_url, vault_uri) as svc:
+        job = svc.revocation.end_contract(contract_id)
+        if wait:
+            job = _run_job(svc, job.id)
+    _echo_json({"job_id": job.id, "status": job.status, "total": job.total, "done": job.done, "failed": job.failed})
+
+
+def _run_job(svc: Any, job_id: str) -> Any:
+    import time
+
+    while True:
+        job = svc.jobs.get(job_id)
+        if job.status != "running":
+            return job
+        if not svc.jobs.run_due(svc.handle_item):
+            time.sleep(svc.env.settings.job_poll_seconds)
+
+
+# --- holders ---------------------------------------------------------------------------------------------------
+@operator.group("holder")
+def holder_admin() -> None:
+    """Create holders and link their devices."""
+
+
+@holder_admin.command("create")
+@_common
+@click.argument("name")
+def create_holder(config: Path | None, db_url: str | None, vault_uri: str | None, name: str) -> None:
+    """Create holder NAME and print their credential (shown this once)."""
+    with _services(config, db_url, vault_uri) as svc:
+        h, credential = svc.registry.create_holder(name)
+    _echo_json({"holder_id": h.id, "name": h.name, "credential": credential})
+
+
+@holder_admin.command("link")
+@_common
+@click.argument("holder_id")
+@click.argument("device_id")
+def link(config: Path | None, db_url: str | None, vault_uri: str | None, holder_id: str, device_id: str) -> None:
+    """Link DEVICE_ID to HOLDER_ID."""
+    with _services(config, db_url, vault_uri) as svc:
+        svc.registry.link_device(holder_id, device_id.lower())
+    click.echo("linked")
+
+
+# --- audit and keys --------------------------------------------------------------------------------------------
+@operator.group()
+def audit() -> None:
+    """Read and verify the audit log."""
+
+
+@audit.command("verify")
+@_common
+def verify(config: Path | None, db_url: str | None, vault_uri: str | None) -> None:
+    """Check the hash chain; exits 1 and names the first bad entry if anything was edited or removed."""
+    with _services(config, db_url, vault_uri) as svc, svc.env.db.transaction() as s:
+        report = svc.env.audit.verify(s)
+    if not report.ok:
+        click.echo(f"audit log TAMPERED: {report.problem} (first bad entry {report.first_bad_seq})", err=True)
+        sys.exit(1)
+    click.echo(f"audit log intact: {report.entries} entries")
+
+
+@audit.command("show")
+@_common
+@click.option("--after", type=click.IntRange(0), default=0)
+@click.option("--limit", type=click.IntRange(1, 10000), default=50)
+def show(config: Path | None, db_url: str | None, vault_uri: str | None, after: int, limit: int) -> None:
+    """Print audit entries."""
+    with _services(config, db_url, vault_uri) as svc, svc.env.db.transaction() as s:
+        records = svc.env.audit.read(s, after=after, limit=limit)
+    for r in records:
+        click.echo(
+            f"{r.seq:>6} {r.at} {r.actor:<28} {r.action:<32} {r.subject} {json.dumps(r.details, sort_keys=True)}"
+        )
+
+
+@operator.group()
+def keys() -> None:
+    """Rotate the operator's ISD keys."""
+
+
+@keys.command("rotate")
+@_common
+@click.option("--device", "device_id", help="Rotate one device")
+@click.option("--fleet", is_flag=True, help="Rotate every device (a job)")
+@click.option("--wait/--no-wait", default=True, help="With --fleet: run the job here until it finishes")
+def rotate(
+    config: Path | None, db_url: str | None, vault_uri: str | None, device_id: str | None, fleet: bool, wait: bool
+) -> None:
+    """Replace the operator key set of one device (--device) or of the fleet (--fleet)."""
+    if bool(device_id) == fleet:
+        raise click.ClickException("give exactly one of --device ID or --fleet")
+    with _services(config, db_url, vault_uri) as svc:
+        if device_id:
+            kvn = svc.revocation.rotate_device(device_id.lower())
+            click.echo(f"{device_id.lower()}: operator keys rotated to KVN {kvn:#04x}")
+            return
+        job = svc.revocation.rotate_fleet()
+        if wait:
+            job = _run_job(svc, job.id)
+    _echo_json({"job_id": job.id, "status": job.status, "total": job.total, "done": job.done, "failed": job.failed})
+
+
+@operator.command("ca")
+@_common
+def ca(config: Path | None, db_url: str | None, vault_uri: str | None) -> None:
+    """Print the operator CA certificate (PEM)."""
+    with _services(config, db_url, vault_uri) as svc:
+        click.echo(svc.manufacturing.ca_pem(), nl=False)

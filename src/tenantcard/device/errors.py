@@ -1,0 +1,15 @@
+"""Errors of the device layer. Messages name the failure, never key material, PINs or object contents."""
+
+from __future__ import annotations
+
+
+class DeviceError(Exception):
+    """Base of every device-side error outside APDU processing (which answers status words instead)."""
+
+
+class KeyVaultError(DeviceError):
+    """The key vault cannot seal or unseal (missing or unsafe key file, token unavailable, wrong blob)."""
+
+
+class StoreError(DeviceError):
+    """The sealed store cannot be created or opened (exists already, wrong schema, corrupted, wrong vault)."""

@@ -1,0 +1,1 @@
+"""Sandboxed WebAssembly programs inside a container (docs/programs.md)."""

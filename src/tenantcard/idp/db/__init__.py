@@ -1,0 +1,1 @@
+"""Storage of the identity provider: SQLAlchemy models, repositories and Alembic migrations."""

@@ -1,0 +1,100 @@
+"""The operator's device directory as the identity provider sees it: resolve a handle to a network address,
+ask whether a device is still active. An HTTP implementation talks to the operator's REST API."""
+
+from __future__ import annotations
+
+import enum
+import re
+from typing import Protocol
+from urllib.parse import quote
+
+import httpx
+
+
+class DeviceStatus(enum.Enum):
+    ACTIVE = "active"
+    LOST = "lost"
+    RETIRED = "retired"
+
+
+class DirectoryError(Exception):
+    """The directory could not answer (operator unreachable, unexpected answer)."""
+
+
+class UnknownDeviceError(DirectoryError):
+    """The directory knows no device by that handle or id."""
+
+
+class DeviceDirectory(Protocol):
+    def resolve(self, handle: str) -> str:
+        """The network address (``tcp://host:port``) registered for a device handle."""
+        ...
+
+    def status(self, device_id: str) -> DeviceStatus: ...
+
+
+_DEVICE_ID = re.compile(r"^[0-9A-Fa-f]{20}$")
+
+
+class HttpDeviceDirectory:
+    """Asks the operator service over HTTP with a staff credential (the identity provider is the operator's
+    trusted party): ``GET {base}/v1/admin/devices/{device_id}`` answers the device's registered ``address``
+    (kept current by the device's authenticated check-in) and its ``status``.
+
+    A handle is the device id (20 hex digits) here; the operator's opaque pointers need a lookup route on
+    its side before they can be resolved.
+    """
+
+    def __init__(
+        self, base_url: str, token: str | None = None, timeout: float = 5.0, client: httpx.Client | None = None
+    ) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._client = client or httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout)
+
+    def _device(self, device_id: str) -> dict[str, object]:
+        if not _DEVICE_ID.match(device_id):
+            raise UnknownDeviceError("not a device id")
+        try:
+            response = self._client.get(f"/v1/admin/devices/{quote(device_id.lower(), safe='')}")
+        except httpx.HTTPError as exc:
+            raise DirectoryError(f"operator unreachable: {type(exc).__name__}") from exc
+        if response.status_code == 404:
+            raise UnknownDeviceError("unknown device")
+        if response.status_code != 200:
+            raise DirectoryError(f"operator answered HTTP {response.status_code}")
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise DirectoryError("operator answered something that is not JSON") from exc
+        if not isinstance(body, dict):
+            raise DirectoryError("operator answered an unexpected document")
+        return body
+
+    def resolve(self, handle: str) -> str:
+        address = self._device(handle).get("address")
+        if not isinstance(address, str) or not address:
+            raise UnknownDeviceError("the device has not checked in an address")
+        return address if "://" in address else "tcp://" + address
+
+    def status(self, device_id: str) -> DeviceStatus:
+        value = self._device(device_id).get("status")
+        try:
+            return DeviceStatus(value)
+        except ValueError as exc:
+            raise DirectoryError("operator answered an unknown device status") from exc
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def fetch_operator_ca(base_url: str, timeout: float = 5.0) -> bytes:
+    """The operator CA certificate (PEM) from ``GET {base}/v1/ca``."""
+    try:
+        response = httpx.get(base_url.rstrip("/") + "/v1/ca", timeout=timeout)
+        response.raise_for_status()
+        pem = response.json()["certificate_pem"]
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        raise DirectoryError("could not fetch the operator CA certificate") from exc
+    if not isinstance(pem, str):
+        raise DirectoryError("operator answered no CA certificate")
+    return pem.encode()

@@ -1,0 +1,72 @@
+"""ES256 signing keys with rotation by ``kid`` (RFC 7517, RFC 7638 thumbprints as key ids).
+
+One key is active and signs; after a rotation the previous key stays in the JWKS until every ID token it
+signed has expired, so relying parties that cached the set keep verifying while they refetch on an unknown kid.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from joserfc.jwk import ECKey, Key, KeySet
+
+from tenantcard.idp.clock import Clock
+from tenantcard.idp.db.repositories import IdpRepository
+from tenantcard.idp.domain import SigningKey
+
+ALGORITHM = "ES256"
+
+
+def _new_key(now: int) -> SigningKey:
+    key = ECKey.generate_key("P-256", private=True)
+    kid = key.thumbprint()
+    jwk: dict[str, str] = {k: str(v) for k, v in key.as_dict(private=True).items()}
+    jwk.update(kid=kid, alg=ALGORITHM, use="sig")
+    return SigningKey(kid=kid, private_jwk=jwk, created_at=now, retired_at=None, publish_until=None)
+
+
+class KeyService:
+    def __init__(self, repository: IdpRepository, clock: Clock, token_lifetime: int, leeway: int = 60) -> None:
+        self._repo = repository
+        self._clock = clock
+        self._keep = token_lifetime + leeway
+
+    def ensure_key(self) -> str:
+        """The active key's kid, creating the first key on first start."""
+        active = [k for k in self._repo.signing_keys() if k.retired_at is None]
+        if active:
+            return active[0].kid
+        key = _new_key(int(self._clock()))
+        self._repo.add_key(key)
+        return key.kid
+
+    def rotate(self) -> str:
+        """Make a new active key; the old ones stay published until their tokens have expired."""
+        now = int(self._clock())
+        key = _new_key(now)
+        self._repo.add_key(key, retire_others_at=now, publish_until=now + self._keep)
+        return key.kid
+
+    def signing_key(self) -> tuple[str, ECKey]:
+        active = [k for k in self._repo.signing_keys() if k.retired_at is None]
+        if not active:
+            self.ensure_key()
+            active = [k for k in self._repo.signing_keys() if k.retired_at is None]
+        newest = active[0]
+        return newest.kid, ECKey.import_key(dict(newest.private_jwk))
+
+    def published(self) -> dict[str, Any]:
+        """The JWKS document (RFC 7517 §5): public halves of the active key and of retired keys still needed."""
+        now = int(self._clock())
+        keys: list[Key] = []
+        for stored in self._repo.signing_keys():
+            if stored.publish_until is not None and stored.publish_until <= now:
+                continue
+            keys.append(ECKey.import_key(dict(stored.private_jwk)))
+        if not keys:
+            return {"keys": []}
+        public = KeySet(keys).as_dict(private=False)
+        return {"keys": [dict(k) for k in public["keys"]]}
+
+    def all_keys(self) -> list[SigningKey]:
+        return self._repo.signing_keys()

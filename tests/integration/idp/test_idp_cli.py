@@ -1,0 +1,51 @@
+"""``tenantcard idp``: client registration prints the secret once, key rotation, listings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from tenantcard.cli.main import cli
+from tenantcard.idp.db.engine import make_engine
+from tenantcard.idp.db.repositories import IdpRepository
+from tenantcard.idp.oidc.clients import verify_secret
+
+
+def test_client_add_list_and_key_rotation(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'idp.db'}"
+    runner = CliRunner()
+    added = runner.invoke(
+        cli,
+        ["idp", "client", "add", "--db", db, "--name", "Bank", "--redirect-uri", "https://bank.example/cb", "--json"],
+    )
+    assert added.exit_code == 0, added.output
+    created = json.loads(added.output)
+    stored = IdpRepository(make_engine(db)).get_client(created["client_id"])
+    assert stored is not None and verify_secret(stored, created["client_secret"])
+
+    listed = runner.invoke(cli, ["idp", "client", "list", "--db", db, "--json"])
+    assert listed.exit_code == 0
+    assert [c["client_id"] for c in json.loads(listed.output)] == [created["client_id"]]
+    assert created["client_secret"] not in listed.output  # shown once, at registration only
+
+    first = runner.invoke(cli, ["idp", "keys", "rotate", "--db", db])
+    second = runner.invoke(cli, ["idp", "keys", "rotate", "--db", db])
+    assert first.exit_code == 0 and second.exit_code == 0
+    keys = runner.invoke(cli, ["idp", "keys", "list", "--db", db])
+    assert keys.output.count("active") == 1 and keys.output.count("published until") == 2
+
+
+def test_bad_registration_is_a_clean_error(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'idp.db'}"
+    result = CliRunner().invoke(
+        cli, ["idp", "client", "add", "--db", db, "--name", "Bank", "--redirect-uri", "ftp://bank.example/cb"]
+    )
+    assert result.exit_code != 0 and "redirect URI" in result.output and "Traceback" not in result.output
+
+
+def test_serve_without_an_operator_is_a_clean_error(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'idp.db'}"
+    result = CliRunner().invoke(cli, ["idp", "serve", "--db", db, "--listen", "127.0.0.1:0"])
+    assert result.exit_code != 0 and "operator" in result.output

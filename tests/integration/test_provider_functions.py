@@ -1,0 +1,375 @@
+"""The provider side end to end on a real device: the SDK takes containers over, loads OTP / challenge-response
+/ PKI functions, and the device computes the RFC vectors; in-process and over TCP. With the real operator over
+HTTP: two providers on one device, isolation, replayed bundles, revocation."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from tests.integration.operator.conftest import LiveOperator, manufacture
+from tests.support.oath_vectors import (
+    HOTP_RFC4226,
+    HOTP_SECRET,
+    OCRA_PIN,
+    OCRA_RFC6287,
+    TOTP_RFC6238,
+    TOTP_SEEDS,
+)
+
+from tenantcard.client.challenge import ChallengeClient
+from tenantcard.client.container import ContainerSession, PinError
+from tenantcard.client.errors import StatusError
+from tenantcard.client.isd import IsdSession
+from tenantcard.client.otp import FunctionError, OtpClient
+from tenantcard.client.pki import PkiClient
+from tenantcard.crypto.otp import HashAlgorithm, HotpVerifier
+from tenantcard.crypto.scp03.keys import StaticKeys
+from tenantcard.device.keyvault import FileKeyVault
+from tenantcard.device.os import Device
+from tenantcard.device.provision import create_device_store, dev_spec, gp_test_keys
+from tenantcard.provider.errors import OwnershipError
+from tenantcard.provider.keystore import FileKeystore
+from tenantcard.provider.sdk import AuthorizationBundle, OperatorClient, Provider, tcp_connect
+from tenantcard.transport.base import Connection, LocalConnection
+from tenantcard.transport.tcp_server import DeviceServerThread
+from tenantcard.wire.gp import container_aid
+from tenantcard.wire.sw import SW
+from tenantcard.wire.tenant import Access
+
+HOLDER_PIN = "246810"
+
+
+class Rig:
+    """A development device (ISD keys = the public GP test keys, standing in for the operator's) reachable
+    in-process or over TCP, and the operator's one ISD step: placing an authorization."""
+
+    def __init__(self, tmp_path: Path, transport: str, containers: int = 2, quota: int = 16 * 1024) -> None:
+        vault = FileKeyVault(tmp_path / "vault.key")
+        spec = dev_spec([_spec(quota) for _ in range(containers)], device_id=bytes.fromhex("0A0B0C0D0E0F10111213"))
+        create_device_store(tmp_path / "device.db", spec, vault)
+        self.device = Device.open(tmp_path / "device.db", vault)
+        self.server: DeviceServerThread | None = None
+        if transport == "tcp":
+            self.server = DeviceServerThread(self.device).start()
+            self.address = self.server.address
+            self.connect: Callable[[str], Connection] = tcp_connect
+        else:
+            self.address = "in-process"
+            self.connect = lambda _address: LocalConnection(self.device.connect())
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+        self.device.close()
+
+    def authorize(self, index: int, provider_id: str, ttl: int = 3600) -> AuthorizationBundle:
+        initial = StaticKeys.generate(0x01)
+        expires = int(time.time()) + ttl
+        conn = self.connect(self.address)
+        try:
+            isd = IsdSession(conn)
+            isd.select()
+            isd.authenticate(gp_test_keys())
+            isd.place_authorization(container_aid(index), provider_id, initial, expires)
+        finally:
+            conn.close()
+        return AuthorizationBundle(
+            f"auth-{provider_id}-{index}",
+            self.device.device_id.hex().upper(),
+            self.address,
+            f"container-{index}",
+            container_aid(index),
+            initial.kvn,
+            initial,
+            initial.kcvs(),
+            expires,
+        )
+
+    def holder(self, index: int) -> tuple[Connection, ContainerSession]:
+        conn = self.connect(self.address)
+        session = ContainerSession(conn, container_aid(index))
+        session.select()
+        return conn, session
+
+
+def _spec(quota: int):  # type: ignore[no-untyped-def]
+    from tenantcard.device.provision import ContainerSpec
+
+    return ContainerSpec(quota_bytes=quota)
+
+
+@pytest.fixture(params=["inprocess", "tcp"])
+def rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Rig]:
+    r = Rig(tmp_path, request.param)
+    yield r
+    r.close()
+
+
+def provider_for(rig: Rig, tmp_path: Path, name: str) -> Provider:
+    return Provider(FileKeystore.create(tmp_path / f"{name}.keystore", "pass " + name, n=2**10), connect=rig.connect)
+
+
+def test_rfc_vectors_computed_by_the_device(rig: Rig, tmp_path: Path) -> None:
+    provider = provider_for(rig, tmp_path, "otp-provider")
+    record = provider.take_ownership(rig.authorize(0, "otp-provider"), key_length=32)
+    with provider.open(record.name) as session:
+        session.set_pin(HOLDER_PIN, retries=3)
+        otp, cr = OtpClient(session), ChallengeClient(session)
+        otp.load_seed("hotp", HOTP_SECRET)
+        for alg, seed in TOTP_SEEDS.items():
+            otp.load_seed(f"totp-{alg}", seed, totp=True, algorithm=alg, digits=8)
+        suites = {v.suite: v.key for v in OCRA_RFC6287}
+        for i, (suite, key) in enumerate(suites.items()):
+            cr.load_ocra_key(f"ocra-{i}", key, suite)
+    names = {suite: f"ocra-{i}" for i, suite in enumerate(suites)}
+
+    conn, holder = rig.holder(0)
+    try:
+        with pytest.raises(FunctionError) as denied:  # no PIN yet
+            OtpClient(holder).generate("hotp")
+        assert denied.value.sw == SW.SECURITY_STATUS_NOT_SATISFIED
+        holder.verify_pin(HOLDER_PIN)
+        otp, cr = OtpClient(holder), ChallengeClient(holder)
+        assert [otp.generate("hotp").code for _ in HOTP_RFC4226] == HOTP_RFC4226  # RFC 4226 Appendix D
+        for when, alg, expected in TOTP_RFC6238:  # RFC 6238 Appendix B
+            assert otp.generate(f"totp-{alg}", at=when).code == expected
+        for v in OCRA_RFC6287:  # RFC 6287 Appendix C
+            got = cr.ocra(
+                names[v.suite],
+                v.question,
+                counter=v.counter,
+                pin=OCRA_PIN if v.pin else None,
+                suite=v.suite,
+                at=None if v.timestamp is None else v.timestamp * 60,
+            )
+            assert got.code == v.response, (v.suite, v.question)
+    finally:
+        conn.close()
+
+
+def test_sdk_verifies_device_codes_with_window_and_resync(rig: Rig, tmp_path: Path) -> None:
+    provider = provider_for(rig, tmp_path, "bank")
+    record = provider.take_ownership(rig.authorize(1, "bank"))
+    seed = bytes(range(32))
+    with provider.open(record.name) as session:
+        session.set_pin(HOLDER_PIN)
+        OtpClient(session).load_seed("login", seed, algorithm=HashAlgorithm.SHA256, digits=8)
+        ChallengeClient(session).load_hmac_key("hmac", b"k" * 20, algorithm="SHA256", access=Access.HOLDER_OR_PROVIDER)
+    conn, holder = rig.holder(1)
+    try:
+        holder.verify_pin(HOLDER_PIN)
+        otp = OtpClient(holder)
+        codes = [otp.generate("login").code for _ in range(14)]
+        verifier = HotpVerifier(seed, counter=0, digits=8, algorithm=HashAlgorithm.SHA256, window=3)
+        assert verifier.verify(codes[2]) == 3  # within the look-ahead window
+        assert verifier.verify(codes[12]) is None  # the token ran ahead of the window
+        assert verifier.resynchronise(codes[12], codes[13]) == 14  # two consecutive codes resynchronise
+        import hmac as _h
+
+        assert ChallengeClient(holder).hmac("hmac", b"abc") == _h.new(b"k" * 20, b"abc", "sha256").digest()
+    finally:
+        conn.close()
+
+
+def test_pki_in_the_container(rig: Rig, tmp_path: Path) -> None:
+    provider = provider_for(rig, tmp_path, "pki")
+    record = provider.take_ownership(rig.authorize(0, "pki"))
+    with provider.open(record.name) as session:
+        session.set_pin(HOLDER_PIN)
+        pki = PkiClient(session)
+        p256 = pki.generate_key(1, "p256", access=Access.HOLDER_OR_PROVIDER)
+        ed = pki.generate_key(2, "ed25519", access=Access.HOLDER_OR_PROVIDER)
+        assert isinstance(p256, ec.EllipticCurvePublicKey) and isinstance(ed, ed25519.Ed25519PublicKey)
+        p256.verify(pki.sign(1, b"provider signs"), b"provider signs", ec.ECDSA(hashes.SHA256()))
+        csr = pki.csr(1, "CN=alice,O=Example Provider")
+        assert csr.is_signature_valid and csr.public_key() == p256
+        assert csr.subject.rfc4514_string() == "CN=alice,O=Example Provider"
+        ed_csr = pki.csr(2, x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "bob")]))
+        assert ed_csr.is_signature_valid and ed_csr.public_key() == ed
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(csr.subject)
+            .issuer_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "Provider CA")]))
+            .public_key(csr.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(csr_time())
+            .not_valid_after(csr_time(365))
+            .sign(ca_key, hashes.SHA256())
+        )
+        pki.store_certificate(1, cert)
+        assert [(e.slot, e.has_certificate) for e in pki.list()] == [(1, True), (2, False)]
+        with pytest.raises(FunctionError) as wrong:  # a certificate for another key
+            pki.store_certificate(2, cert)
+        assert wrong.value.sw == SW.INCORRECT_DATA
+    conn, holder = rig.holder(0)
+    try:
+        pki = PkiClient(holder)
+        assert pki.get_certificate(1) == cert  # certificates are public
+        with pytest.raises(FunctionError):
+            pki.sign(2, b"no PIN")
+        holder.verify_pin(HOLDER_PIN)
+        ed.verify(pki.sign(2, b"holder signs"), b"holder signs")
+        with pytest.raises(FunctionError) as absent:
+            pki.sign(9, b"no such key")
+        assert absent.value.sw == SW.REFERENCED_DATA_NOT_FOUND
+    finally:
+        conn.close()
+
+
+def csr_time(days: int = 0):  # type: ignore[no-untyped-def]
+    import datetime
+
+    return datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC) + datetime.timedelta(days=days)
+
+
+def test_refusals_change_nothing(rig: Rig, tmp_path: Path) -> None:
+    provider = provider_for(rig, tmp_path, "strict")
+    bundle = rig.authorize(0, "strict")
+    record = provider.take_ownership(bundle)
+    # Replayed bundle: the device refuses the initial keys; the keystore keeps the real keys.
+    with pytest.raises(OwnershipError, match="refused the initial keys"):
+        provider.take_ownership(bundle)
+    assert provider.keystore.load(record.name).keys == record.keys
+    # Wrong keys.
+    other = Provider(FileKeystore.create(tmp_path / "other.keystore", "x", n=2**10), connect=rig.connect)
+    forged = type(record)(record.name, record.device_id, record.device_address, record.aid, StaticKeys.generate(0x02))
+    other.keystore.save(forged)
+    with pytest.raises(OwnershipError, match="refused"):
+        other.check(forged)
+    with provider.open(record.name) as session:
+        session.set_pin(HOLDER_PIN, retries=3)
+        OtpClient(session).load_seed("a", HOTP_SECRET)
+        session.put_object(b"note", b"x" * 100, Access.PROVIDER)
+        before = [(o.name, o.size) for o in session.list_objects()]
+        with pytest.raises(FunctionError) as full:  # exceeded quota
+            PkiClient(session).generate_key(1)
+            session.put_object(b"big", b"y" * 15000, Access.PROVIDER)
+            OtpClient(session).load_seed("b" * 64, b"s" * 128)
+            for i in range(200):
+                OtpClient(session).load_seed(f"fill-{i}", b"s" * 128)
+        assert full.value.sw == SW.NOT_ENOUGH_MEMORY
+        with pytest.raises(FunctionError) as unknown:
+            OtpClient(session).delete("missing")
+        assert unknown.value.sw == SW.REFERENCED_DATA_NOT_FOUND
+        with pytest.raises(StatusError):
+            session.get_object(b"missing")
+        assert (b"note", before[0][1]) in [(o.name, o.size) for o in session.list_objects()]
+    conn, holder = rig.holder(0)
+    try:
+        with pytest.raises(PinError) as wrong:
+            holder.verify_pin("000000")
+        assert wrong.value.tries_left == 2
+        with pytest.raises(PinError) as again:
+            holder.verify_pin("111111")
+        assert again.value.tries_left == 1
+        holder.verify_pin(HOLDER_PIN)  # the right PIN resets the counter
+        assert OtpClient(holder).generate("a").code == HOTP_RFC4226[0]
+    finally:
+        conn.close()
+    conn, holder = rig.holder(0)
+    try:
+        for _ in range(3):
+            with pytest.raises(PinError):
+                holder.verify_pin("999999")
+        with pytest.raises(PinError) as blocked:
+            holder.verify_pin(HOLDER_PIN)
+        assert blocked.value.tries_left in (None, 0)
+        with pytest.raises(FunctionError):
+            OtpClient(holder).generate("a")
+    finally:
+        conn.close()
+
+
+def test_rotation_keeps_the_container_and_drops_the_old_keys(rig: Rig, tmp_path: Path) -> None:
+    provider = provider_for(rig, tmp_path, "rotating")
+    record = provider.take_ownership(rig.authorize(1, "rotating"))
+    with provider.open(record.name) as session:
+        PkiClient(session).generate_key(3, "ed25519")
+    rotated = provider.rotate(record.name, key_length=32)
+    assert rotated.keys.length == 32 and rotated.keys.kvn != record.keys.kvn
+    with provider.open(record.name) as session:
+        assert [e.slot for e in PkiClient(session).list()] == [3]
+    stale = Provider(FileKeystore.create(tmp_path / "stale.keystore", "x", n=2**10), connect=rig.connect)
+    stale.keystore.save(record)
+    with pytest.raises(OwnershipError):
+        stale.check(record)
+
+
+# --- with the real operator over HTTP ------------------------------------------------------------------------
+
+
+def test_two_providers_on_one_device_over_tcp(live_operator: LiveOperator, tmp_path: Path) -> None:
+    admin = live_operator.admin()
+    dev = manufacture(admin, containers=2, quota=8192, serial="SER-PROVIDERS-1")
+    try:
+        providers: dict[str, Provider] = {}
+        records = {}
+        container_ids = {}
+        for name in ("A", "B"):
+            p = admin.post("/v1/admin/providers", json={"name": f"Provider {name}"}).json()
+            contract = admin.post("/v1/admin/contracts", json={"provider_id": p["id"], "option": "A", "quota": 4096})
+            operator = OperatorClient(live_operator.url, p["credential"])
+            providers[name] = Provider(FileKeystore.create(tmp_path / f"{name}.ks", f"pw-{name}", n=2**10), operator)
+            status = operator.request_container(contract.json()["id"], serial=dev.serial)
+            assert status.bundle is not None and status.bundle.initial_keys is not None
+            bundle = status.bundle
+            bundle.save(tmp_path / f"{name}.bundle.json")
+            records[name] = providers[name].take_ownership(bundle, key_length=16 if name == "A" else 32)
+            container_ids[name] = bundle.container_id
+            after = operator.authorization(bundle.authorization_id)
+            assert after.status == "owned" and after.bundle is not None and after.bundle.initial_keys is None
+            # The bundle as the operator now serves it is spent; the saved copy is refused by the device.
+            with pytest.raises(OwnershipError, match="already used"):
+                providers[name].take_ownership(after.bundle)
+            with pytest.raises(OwnershipError, match="refused the initial keys"):
+                providers[name].take_ownership(AuthorizationBundle.load(tmp_path / f"{name}.bundle.json"))
+
+        a, b = records["A"], records["B"]
+        assert a.aid != b.aid
+        with providers["A"].open(a.name) as session:
+            session.put_object(b"a-secret", b"only for A", Access.PROVIDER)
+            pub_a = PkiClient(session).generate_key(1, "p256")
+            OtpClient(session).load_seed("a-otp", HOTP_SECRET, access=Access.PROVIDER)
+            assert OtpClient(session).generate("a-otp").code == HOTP_RFC4226[0]
+            assert {o.name for o in session.list_objects()} == {b"a-secret"}
+        with providers["B"].open(b.name) as session:
+            session.put_object(b"b-secret", b"only for B", Access.PROVIDER)
+            pub_b = PkiClient(session).generate_key(1, "ed25519")
+            assert {o.name for o in session.list_objects()} == {b"b-secret"}  # GET STATUS: only B's content
+            assert isinstance(pub_b, ed25519.Ed25519PublicKey)
+            pub_b.verify(PkiClient(session).sign(1, b"B"), b"B")
+        with providers["A"].open(a.name) as session:
+            assert {o.name for o in session.list_objects()} == {b"a-secret"}  # GET STATUS: only A's content
+            assert isinstance(pub_a, ec.EllipticCurvePublicKey)
+            pub_a.verify(PkiClient(session).sign(1, b"A"), b"A", ec.ECDSA(hashes.SHA256()))
+
+        # B's keys on A's container, and the initial keys the operator knew, open nothing.
+        for keys in (b.keys, AuthorizationBundle.load(tmp_path / "A.bundle.json").initial_keys):
+            assert keys is not None
+            with tcp_connect(dev.address) as conn:
+                session = ContainerSession(conn, a.aid)
+                session.select()
+                with pytest.raises(StatusError):
+                    session.authenticate(keys)
+        with providers["A"].open(a.name) as session:  # A's key set was not blocked by those attempts
+            assert session.get_object(b"a-secret") == b"only for A"
+
+        # Revocation through the operator, without A's keys; B is untouched.
+        info = providers["A"].revoke(a.name, container_ids["A"])
+        assert info.state in ("available", "revoked", "revoking")
+        with tcp_connect(dev.address) as conn:
+            session = ContainerSession(conn, a.aid)
+            session.select()
+            with pytest.raises(StatusError):
+                session.authenticate(a.keys)
+        with providers["B"].open(b.name) as session:
+            assert session.get_object(b"b-secret") == b"only for B"
+    finally:
+        dev.stop()

@@ -1,0 +1,55 @@
+"""Fixtures of the operator's unit tests: each runs on SQLite and on the real PostgreSQL server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tenantcard.operator.app import build_services
+from tenantcard.operator.services.facade import OperatorServices
+from tenantcard.operator.settings import OperatorSettings
+
+
+class Clock:
+    """An injectable clock the tests move by hand."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'operator.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def settings(db_url: str, tmp_path: Path) -> OperatorSettings:
+    return OperatorSettings(
+        db_url=db_url,
+        vault_uri=f"file:{tmp_path / 'master.key'}",
+        admin_token="staff-token-for-tests",
+        device_store_dir=tmp_path / "devices",
+        run_workers=False,
+        device_lock_wait_seconds=2.0,
+        job_retry_base_seconds=0.05,
+    )
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def services(settings: OperatorSettings, clock: Clock) -> Iterator[OperatorServices]:
+    svc = build_services(settings, clock=clock)
+    yield svc
+    svc.env.db.dispose()
