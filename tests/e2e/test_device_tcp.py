@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,11 +16,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.support.transports import ServeProcess, run_cli
 
+from tenantcard.client.container import ContainerSession
+from tenantcard.client.errors import StatusError
+from tenantcard.client.isd import IsdSession
 from tenantcard.client.processors import base_chain, open_scp03
+from tenantcard.crypto.errors import SecureChannelError
+from tenantcard.crypto.scp03 import StaticKeys
 from tenantcard.device.provision import gp_test_keys
+from tenantcard.transport.base import Connection
 from tenantcard.wire.apdu import CommandApdu, ResponseApdu
 from tenantcard.wire.gp import ISD_AID, Cla, Ins
 from tenantcard.wire.sw import SW
+from tenantcard.wire.tenant import Access
 
 SELECT_ISD = CommandApdu(0x00, Ins.SELECT, 0x04, 0x00, ISD_AID, le=256).to_bytes()
 GET_STATUS_ISD = CommandApdu(Cla.GP, Ins.GET_STATUS, 0x80, 0x02, bytes.fromhex("4F00"), le=256)
@@ -221,3 +229,111 @@ def test_secure_channel_of_one_connection_never_serves_another(served: ServeProc
         assert answer.sw == SW.OK or answer.sw1 == 0x61
         # a replay of them on A is refused (the MAC chain moved on)
         assert sw_of(conn_a.transmit(wrapped)) != SW.OK
+
+
+# --- the whole lifecycle --------------------------------------------------------------------------------
+
+
+def operator_session(server: ServeProcess, conn: Connection) -> IsdSession:
+    isd = IsdSession(conn)
+    isd.select()
+    isd.authenticate(gp_test_keys())
+    return isd
+
+
+def states(server: ServeProcess) -> dict[bytes, tuple[str, str | None]]:
+    with server.connect() as conn:
+        isd = operator_session(server, conn)
+        return {c.aid: (c.lifecycle.name, c.provider_id) for c in isd.list_containers() if not c.is_isd}
+
+
+def opens_with(server: ServeProcess, aid: bytes, keys: StaticKeys) -> bool:
+    """Whether ``keys`` open an SCP03 channel to the container, on a fresh connection."""
+    with server.connect() as conn:
+        session = ContainerSession(conn, aid)
+        session.select()
+        try:
+            session.authenticate(keys)
+        except (StatusError, SecureChannelError):
+            return False
+        return True
+
+
+def test_whole_lifecycle_over_tcp(tmp_path: Path) -> None:
+    store = init_device(tmp_path, containers=1)
+    operator_keys = gp_test_keys()
+    with ServeProcess(store) as server:
+        # the operator creates a container and places the authorization of communication for provider A
+        initial_a = StaticKeys.generate(0x01)
+        with server.connect() as conn:
+            isd = operator_session(server, conn)
+            aid = isd.create_container(None, quota=16384)
+            isd.place_authorization(aid, "provider-a", initial_a, expires_at=int(time.time()) + 3600)
+        assert states(server)[aid] == ("AUTHORIZED", "provider-a")
+
+        # provider A takes ownership with PUT KEY, then loads objects; in AUTHORIZED only PUT KEY is accepted
+        keys_a = StaticKeys.generate(0x31)
+        with server.connect() as conn:
+            provider = ContainerSession(conn, aid)
+            provider.select()
+            provider.authenticate(initial_a)
+            refused = provider.transmit(CommandApdu(Cla.GP, Ins.GET_STATUS, 0x80, 0x02, le=256))
+            assert refused.sw == SW.CONDITIONS_NOT_SATISFIED
+            provider.take_ownership(initial_a, keys_a)
+            provider.put_object(b"secret", b"provider A's data", Access.PROVIDER)
+            provider.put_object(b"hello", b"public greeting", Access.PUBLIC)
+            assert provider.get_object(b"secret") == b"provider A's data"
+        assert states(server)[aid] == ("PERSONALIZED", "provider-a")
+
+        # invariant 1: neither the operator's nor the initial keys open the owned container
+        assert not opens_with(server, aid, initial_a)
+        assert not opens_with(server, aid, operator_keys.with_kvn(initial_a.kvn))
+        assert not opens_with(server, aid, operator_keys)
+        # the provider's own keys do, on a new connection (content persisted), and the public object is public
+        with server.connect() as conn:
+            provider = ContainerSession(conn, aid)
+            provider.select()
+            assert provider.get_object(b"hello") == b"public greeting"
+            with pytest.raises(StatusError):
+                provider.get_object(b"secret")
+            provider.authenticate(keys_a)
+            assert provider.get_object(b"secret") == b"provider A's data"
+
+        # lock: the container answers nothing but SELECT; unlock: back to work
+        with server.connect() as conn:
+            operator_session(server, conn).lock(aid)
+        assert states(server)[aid][0] == "LOCKED"
+        assert not opens_with(server, aid, keys_a)
+        with server.connect() as conn:
+            operator_session(server, conn).unlock(aid)
+        assert states(server)[aid][0] == "PERSONALIZED"
+        assert opens_with(server, aid, keys_a)
+
+        # revoke without the provider's key: content destroyed, container AVAILABLE again
+        with server.connect() as conn:
+            operator_session(server, conn).revoke(aid)
+        assert states(server)[aid] == ("SELECTABLE", None)
+        assert not opens_with(server, aid, keys_a)
+        assert not opens_with(server, aid, initial_a)
+
+        # reuse: a new authorization for provider B, who finds nothing of A's
+        initial_b, keys_b = StaticKeys.generate(0x01), StaticKeys.generate(0x32)
+        with server.connect() as conn:
+            operator_session(server, conn).place_authorization(aid, "provider-b", initial_b, int(time.time()) + 3600)
+        assert not opens_with(server, aid, initial_a)  # A's old authorization never comes back
+        with server.connect() as conn:
+            provider = ContainerSession(conn, aid)
+            provider.select()
+            provider.take_ownership(initial_b, keys_b)
+            assert provider.list_objects() == []
+            with pytest.raises(StatusError):
+                provider.get_object(b"hello")
+            provider.put_object(b"b", b"provider B's data")
+        assert states(server)[aid] == ("PERSONALIZED", "provider-b")
+        assert not opens_with(server, aid, keys_a)
+        assert not opens_with(server, aid, initial_b)
+        assert server.stop() == 0
+    # the store as left by the server opens cleanly and shows the final state
+    info = json.loads(run_cli("device", "info", "--store", str(store), "--json").stdout)
+    by_aid = {bytes.fromhex(c["aid"]): c for c in info["containers"]}
+    assert by_aid[aid]["state"] == "OWNED" and by_aid[aid]["provider"] == "provider-b"

@@ -4,15 +4,18 @@ HTTP: two providers on one device, isolation, replayed bundles, revocation."""
 
 from __future__ import annotations
 
+import datetime
+import hmac
 import time
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from tests.integration.operator.conftest import LiveOperator, manufacture
+from tests.integration.operator.conftest import LiveOperator, manufacture, operator_settings
 from tests.support.oath_vectors import (
     HOTP_RFC4226,
     HOTP_SECRET,
@@ -28,11 +31,12 @@ from tenantcard.client.errors import StatusError
 from tenantcard.client.isd import IsdSession
 from tenantcard.client.otp import FunctionError, OtpClient
 from tenantcard.client.pki import PkiClient
+from tenantcard.crypto.errors import SecureChannelError
 from tenantcard.crypto.otp import HashAlgorithm, HotpVerifier
 from tenantcard.crypto.scp03.keys import StaticKeys
 from tenantcard.device.keyvault import FileKeyVault
 from tenantcard.device.os import Device
-from tenantcard.device.provision import create_device_store, dev_spec, gp_test_keys
+from tenantcard.device.provision import ContainerSpec, create_device_store, dev_spec, gp_test_keys
 from tenantcard.provider.errors import OwnershipError
 from tenantcard.provider.keystore import FileKeystore
 from tenantcard.provider.sdk import AuthorizationBundle, OperatorClient, Provider, tcp_connect
@@ -98,9 +102,7 @@ class Rig:
         return conn, session
 
 
-def _spec(quota: int):  # type: ignore[no-untyped-def]
-    from tenantcard.device.provision import ContainerSpec
-
+def _spec(quota: int) -> ContainerSpec:
     return ContainerSpec(quota_bytes=quota)
 
 
@@ -170,9 +172,7 @@ def test_sdk_verifies_device_codes_with_window_and_resync(rig: Rig, tmp_path: Pa
         assert verifier.verify(codes[2]) == 3  # within the look-ahead window
         assert verifier.verify(codes[12]) is None  # the token ran ahead of the window
         assert verifier.resynchronise(codes[12], codes[13]) == 14  # two consecutive codes resynchronise
-        import hmac as _h
-
-        assert ChallengeClient(holder).hmac("hmac", b"abc") == _h.new(b"k" * 20, b"abc", "sha256").digest()
+        assert ChallengeClient(holder).hmac("hmac", b"abc") == hmac.new(b"k" * 20, b"abc", "sha256").digest()
     finally:
         conn.close()
 
@@ -223,9 +223,7 @@ def test_pki_in_the_container(rig: Rig, tmp_path: Path) -> None:
         conn.close()
 
 
-def csr_time(days: int = 0):  # type: ignore[no-untyped-def]
-    import datetime
-
+def csr_time(days: int = 0) -> datetime.datetime:
     return datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC) + datetime.timedelta(days=days)
 
 
@@ -237,6 +235,15 @@ def test_refusals_change_nothing(rig: Rig, tmp_path: Path) -> None:
     with pytest.raises(OwnershipError, match="refused the initial keys"):
         provider.take_ownership(bundle)
     assert provider.keystore.load(record.name).keys == record.keys
+    # The operator's own (ISD) keys do not open the owned container.
+    conn = rig.connect(rig.address)
+    try:
+        session = ContainerSession(conn, record.aid)
+        session.select()
+        with pytest.raises((StatusError, SecureChannelError)):
+            session.authenticate(gp_test_keys())
+    finally:
+        conn.close()
     # Wrong keys.
     other = Provider(FileKeystore.create(tmp_path / "other.keystore", "x", n=2**10), connect=rig.connect)
     forged = type(record)(record.name, record.device_id, record.device_address, record.aid, StaticKeys.generate(0x02))
@@ -247,28 +254,37 @@ def test_refusals_change_nothing(rig: Rig, tmp_path: Path) -> None:
         session.set_pin(HOLDER_PIN, retries=3)
         OtpClient(session).load_seed("a", HOTP_SECRET)
         session.put_object(b"note", b"x" * 100, Access.PROVIDER)
-        before = [(o.name, o.size) for o in session.list_objects()]
-        with pytest.raises(FunctionError) as full:  # exceeded quota
-            PkiClient(session).generate_key(1)
-            session.put_object(b"big", b"y" * 15000, Access.PROVIDER)
-            OtpClient(session).load_seed("b" * 64, b"s" * 128)
-            for i in range(200):
-                OtpClient(session).load_seed(f"fill-{i}", b"s" * 128)
-        assert full.value.sw == SW.NOT_ENOUGH_MEMORY
+        PkiClient(session).generate_key(1)
+        otp = OtpClient(session)
+        filled = 0
+        with pytest.raises(FunctionError) as full:  # fill the 16 KiB quota with seeds until it is exceeded
+            for filled in range(200):
+                otp.load_seed(f"fill-{filled}", b"s" * 128)
+        assert full.value.sw == SW.NOT_ENOUGH_MEMORY and filled > 10
+        status = session.status()
+        assert status.used <= status.quota
+        with pytest.raises(FunctionError) as again:  # the refused commands stored nothing
+            PkiClient(session).generate_key(2)
+        assert again.value.sw == SW.NOT_ENOUGH_MEMORY
+        assert session.status().used == status.used
+        assert len(otp.list()) == filled + 1 and [e.slot for e in PkiClient(session).list()] == [1]
         with pytest.raises(FunctionError) as unknown:
-            OtpClient(session).delete("missing")
+            otp.delete("missing")
         assert unknown.value.sw == SW.REFERENCED_DATA_NOT_FOUND
+        with pytest.raises(FunctionError) as no_cert:
+            PkiClient(session).get_certificate(1)
+        assert no_cert.value.sw == SW.REFERENCED_DATA_NOT_FOUND
         with pytest.raises(StatusError):
             session.get_object(b"missing")
-        assert (b"note", before[0][1]) in [(o.name, o.size) for o in session.list_objects()]
+        assert session.status().used == status.used
     conn, holder = rig.holder(0)
     try:
-        with pytest.raises(PinError) as wrong:
+        with pytest.raises(PinError) as bad_pin:
             holder.verify_pin("000000")
-        assert wrong.value.tries_left == 2
-        with pytest.raises(PinError) as again:
+        assert bad_pin.value.tries_left == 2
+        with pytest.raises(PinError) as second:
             holder.verify_pin("111111")
-        assert again.value.tries_left == 1
+        assert second.value.tries_left == 1
         holder.verify_pin(HOLDER_PIN)  # the right PIN resets the counter
         assert OtpClient(holder).generate("a").code == HOTP_RFC4226[0]
     finally:
@@ -305,8 +321,15 @@ def test_rotation_keeps_the_container_and_drops_the_old_keys(rig: Rig, tmp_path:
 # --- with the real operator over HTTP ------------------------------------------------------------------------
 
 
-def test_two_providers_on_one_device_over_tcp(live_operator: LiveOperator, tmp_path: Path) -> None:
-    admin = live_operator.admin()
+@pytest.fixture
+def operator(tmp_path: Path) -> Iterator[LiveOperator]:
+    op = LiveOperator(operator_settings(tmp_path, f"sqlite:///{tmp_path / 'operator.db'}")).start()
+    yield op
+    op.stop()
+
+
+def test_two_providers_on_one_device_over_tcp(operator: LiveOperator, tmp_path: Path) -> None:
+    admin = operator.admin()
     dev = manufacture(admin, containers=2, quota=8192, serial="SER-PROVIDERS-1")
     try:
         providers: dict[str, Provider] = {}
@@ -315,15 +338,15 @@ def test_two_providers_on_one_device_over_tcp(live_operator: LiveOperator, tmp_p
         for name in ("A", "B"):
             p = admin.post("/v1/admin/providers", json={"name": f"Provider {name}"}).json()
             contract = admin.post("/v1/admin/contracts", json={"provider_id": p["id"], "option": "A", "quota": 4096})
-            operator = OperatorClient(live_operator.url, p["credential"])
-            providers[name] = Provider(FileKeystore.create(tmp_path / f"{name}.ks", f"pw-{name}", n=2**10), operator)
-            status = operator.request_container(contract.json()["id"], serial=dev.serial)
+            client = OperatorClient(operator.url, p["credential"])
+            providers[name] = Provider(FileKeystore.create(tmp_path / f"{name}.ks", f"pw-{name}", n=2**10), client)
+            status = client.request_container(contract.json()["id"], serial=dev.serial)
             assert status.bundle is not None and status.bundle.initial_keys is not None
             bundle = status.bundle
             bundle.save(tmp_path / f"{name}.bundle.json")
             records[name] = providers[name].take_ownership(bundle, key_length=16 if name == "A" else 32)
             container_ids[name] = bundle.container_id
-            after = operator.authorization(bundle.authorization_id)
+            after = client.authorization(bundle.authorization_id)
             assert after.status == "owned" and after.bundle is not None and after.bundle.initial_keys is None
             # The bundle as the operator now serves it is spent; the saved copy is refused by the device.
             with pytest.raises(OwnershipError, match="already used"):
@@ -353,10 +376,10 @@ def test_two_providers_on_one_device_over_tcp(live_operator: LiveOperator, tmp_p
         # B's keys on A's container, and the initial keys the operator knew, open nothing.
         for keys in (b.keys, AuthorizationBundle.load(tmp_path / "A.bundle.json").initial_keys):
             assert keys is not None
-            with tcp_connect(dev.address) as conn:
+            with closing(tcp_connect(dev.address)) as conn:
                 session = ContainerSession(conn, a.aid)
                 session.select()
-                with pytest.raises(StatusError):
+                with pytest.raises((StatusError, SecureChannelError)):  # the card's cryptogram does not verify
                     session.authenticate(keys)
         with providers["A"].open(a.name) as session:  # A's key set was not blocked by those attempts
             assert session.get_object(b"a-secret") == b"only for A"
@@ -364,10 +387,10 @@ def test_two_providers_on_one_device_over_tcp(live_operator: LiveOperator, tmp_p
         # Revocation through the operator, without A's keys; B is untouched.
         info = providers["A"].revoke(a.name, container_ids["A"])
         assert info.state in ("available", "revoked", "revoking")
-        with tcp_connect(dev.address) as conn:
+        with closing(tcp_connect(dev.address)) as conn:
             session = ContainerSession(conn, a.aid)
             session.select()
-            with pytest.raises(StatusError):
+            with pytest.raises((StatusError, SecureChannelError)):
                 session.authenticate(a.keys)
         with providers["B"].open(b.name) as session:
             assert session.get_object(b"b-secret") == b"only for B"

@@ -140,6 +140,19 @@ def test_isd_key_information_and_recognition_data(connect) -> None:
     assert Tlv.parse(scp.value).value == OID_SCP03 + b"\x03\x70"  # SCP03, i = 70
 
 
+def test_yubikit_convenience_readers_expect_bare_objects(connect) -> None:
+    """The device answers GET DATA E0 / 66 with the templates GP 2.3.1 §11.3.3.1.1 / §7.4.1.3 define (as
+    GlobalPlatformPro and pySim read them); yubikit's readers expect a YubiKey's bare C0 / 73 objects."""
+    session = SecurityDomainSession(connect())
+    session.authenticate(scp03(gp_test_keys()))
+    with pytest.raises(ValueError, match="got 0xe0 expected 0xc0"):
+        session.get_key_information()
+    with pytest.raises(ValueError, match="got 0x66 expected 0x73"):
+        session.get_card_recognition_data()
+    # The secure channel survives: the answers were good, only their reading differs.
+    assert Tlv.parse(session.get_data(DataTag.KEY_INFORMATION)).tag == 0xE0
+
+
 def test_isd_readable_without_a_secure_channel(connect) -> None:
     session = SecurityDomainSession(connect())
     assert Tlv.parse(session.get_data(DataTag.CARD_DATA)).tag == 0x66

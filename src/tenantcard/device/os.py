@@ -122,10 +122,10 @@ class CardSession:
             self._pending = b""
             return SW.WRONG_LENGTH.to_bytes()
         cla = cmd.cla
-        if cla & 0x03:
-            raise ApduError(SW.LOGICAL_CHANNEL_NOT_SUPPORTED, "logical channels not supported")
         if cla & ~(CLA_CHAINING | CLA_SM | 0x03) not in (0x00, 0x80):
             raise ApduError(SW.CLA_NOT_SUPPORTED, "class not supported")
+        if cla & 0x03:
+            raise ApduError(SW.LOGICAL_CHANNEL_NOT_SUPPORTED, "logical channels not supported")
         if cmd.ins == Ins.GET_RESPONSE and not cla & (CLA_SM | CLA_CHAINING):
             return self._get_response(cmd)
         self._pending = b""

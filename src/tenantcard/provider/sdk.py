@@ -405,6 +405,21 @@ class Provider:
         finally:
             conn.close()
 
+    @contextlib.contextmanager
+    def holder(self, name: str) -> Iterator[ContainerSession]:
+        """A session to the container ``name`` without the provider's channel: what the holder's side of an
+        application uses (``verify_pin``, then the functions the holder may use)."""
+        record = self.keystore.load(name)
+        conn, session = self._session(record.device_address, record.aid)
+        try:
+            try:
+                session.select()
+            except (ClientError, TransportError) as exc:
+                raise OwnershipError(f"cannot select the container: {exc}") from exc
+            yield session
+        finally:
+            conn.close()
+
     def rotate(self, name: str, *, key_length: int | None = None) -> ContainerRecord:
         """Replace the provider's key set with a fresh one (PUT KEY over the current channel)."""
         record = self.keystore.load(name)

@@ -14,7 +14,6 @@ import httpx
 import pytest
 from authlib.common.security import generate_token
 from authlib.integrations.httpx_client import OAuth2Client, OAuthError
-
 from tests.unit.idp.idp_support import (
     REDIRECT_A,
     REDIRECT_B,

@@ -79,7 +79,9 @@ def serve_device(store_path: str, vault_uri: str) -> tuple[Device, DeviceServerT
     return device, server
 
 
-def manufacture(admin: httpx.Client, containers: int = 2, quota: int = 8192, serial: str | None = None) -> RunningDevice:
+def manufacture(
+    admin: httpx.Client, containers: int = 2, quota: int = 8192, serial: str | None = None
+) -> RunningDevice:
     """Manufacture over REST, start the device on the store the operator wrote, check it in."""
     body: dict[str, Any] = {"containers": [{"quota": quota} for _ in range(containers)]}
     if serial:

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from tests.integration.operator.conftest import ADMIN, RunningDevice, manufacture, wait_job
 from tests.integration.operator.test_operator_flow import device_states, request, take_ownership
 
@@ -46,7 +45,9 @@ class OperatorProcess:
         match = re.search(r"listening (http://\S+)", line)
         if match is None:
             self.proc.kill()
-            raise AssertionError(f"operator did not start: {line!r} {self.proc.stderr.read() if self.proc.stderr else ''}")
+            raise AssertionError(
+                f"operator did not start: {line!r} {self.proc.stderr.read() if self.proc.stderr else ''}"
+            )
         self.url = match.group(1)
         return self
 

@@ -9,17 +9,19 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.integration.operator.conftest import LiveOperator, RunningDevice, manufacture, wait_job
 
 from tenantcard.client.container import ContainerSession
 from tenantcard.crypto.scp03.keys import StaticKeys
 from tenantcard.transport.tcp_client import connect
-from tests.integration.operator.conftest import LiveOperator, RunningDevice, manufacture, wait_job
 
 
 def take_ownership(bundle: dict[str, Any]) -> StaticKeys:
     """What a provider does with the bundle: SCP03 with the initial keys, PUT KEY of its own key set."""
     keys = bundle["keys"]
-    initial = StaticKeys(bytes.fromhex(keys["enc"]), bytes.fromhex(keys["mac"]), bytes.fromhex(keys["dek"]), bundle["kvn"])
+    initial = StaticKeys(
+        bytes.fromhex(keys["enc"]), bytes.fromhex(keys["mac"]), bytes.fromhex(keys["dek"]), bundle["kvn"]
+    )
     own = StaticKeys.generate(0x01)
     with connect(bundle["device_address"]) as conn:
         session = ContainerSession(conn, bytes.fromhex(bundle["container_aid"]))
@@ -90,9 +92,13 @@ def _flow(op: LiveOperator, admin: httpx.Client, dev: RunningDevice, dev2: Runni
     pending = hc.get("/v1/holder/requests").json()
     assert [p["id"] for p in pending] == [refused_id] and pending[0]["provider_name"] == "Provider B"
     assert "consent_code" not in pending[0]
-    wrong = hc.post(f"/v1/holder/requests/{refused_id}/approve", json={"code": "00000000" if refused_code != "00000000" else "1"})
+    wrong = hc.post(
+        f"/v1/holder/requests/{refused_id}/approve", json={"code": "00000000" if refused_code != "00000000" else "1"}
+    )
     assert wrong.status_code == 403 and wrong.json()["error"]["code"] == "wrong_code"
-    assert hc.post(f"/v1/holder/requests/{refused_id}/refuse", json={"code": refused_code}).json()["status"] == "refused"
+    assert (
+        hc.post(f"/v1/holder/requests/{refused_id}/refuse", json={"code": refused_code}).json()["status"] == "refused"
+    )
     assert pb.get(f"/v1/authorizations/{refused_id}").json()["status"] == "refused"
 
     r = request(pb, cb["id"], {"device_id": dev.device_id})
@@ -177,9 +183,19 @@ def _flow(op: LiveOperator, admin: httpx.Client, dev: RunningDevice, dev2: Runni
     # --- audit: every step recorded, chain intact
     entries = admin.get("/v1/admin/audit", params={"limit": 1000}).json()
     actions = {e["action"] for e in entries}
-    assert {"authorization.placed", "authorization.owned", "consent.refused", "consent.approved", "container.locked",
-            "container.unlocked", "container.revoked", "contract.ended", "device.reported_lost",
-            "device.keys_rotated", "device.checked_in"} <= actions
+    assert {
+        "authorization.placed",
+        "authorization.owned",
+        "consent.refused",
+        "consent.approved",
+        "container.locked",
+        "container.unlocked",
+        "container.revoked",
+        "contract.ended",
+        "device.reported_lost",
+        "device.keys_rotated",
+        "device.checked_in",
+    } <= actions
     reasons = sorted(e["details"].get("reason") for e in entries if e["action"] == "container.revoked")
     assert reasons == ["contract_end", "device_loss", "device_loss", "provider_request"]
     assert admin.get("/v1/admin/audit/verify").json()["ok"] is True
@@ -192,9 +208,9 @@ def test_bad_credentials_are_refused_then_rate_limited(live_operator: LiveOperat
     r = anonymous.get("/v1/contracts")
     assert r.status_code == 401 and r.json()["error"]["code"] == "unauthenticated"
     assert r.headers["www-authenticate"] == "Bearer"
-    assert live_operator.client("Basic abc").get("/v1/contracts").status_code == 401
+    assert live_operator.client("Basic abc").get("/v1/contracts").status_code == 401  # failure 1
     limit = live_operator.settings.auth_failure_limit
-    for i in range(limit):
+    for i in range(limit - 1):
         bad = live_operator.client(f"tcp_{i:016x}.wrongsecret").get("/v1/contracts")
         assert bad.status_code == 401, bad.text
     blocked = live_operator.client("tcp_0000000000000000.wrongsecret").get("/v1/contracts")

@@ -468,3 +468,36 @@ def test_round_trip(level: int, s16: bool, length: int, exchanges: list[tuple[Co
         assert back == (ResponseApdu(b"", plain_resp.sw) if error and level & 0x10 else plain_resp)
         if level & 0x20 and plain_resp.data and not error:
             assert len(resp.data) == 16 * (len(plain_resp.data) // 16 + 1) + mac_len
+
+
+@given(
+    level=st.sampled_from(LEVELS),
+    garbage=st.builds(
+        CommandApdu,
+        cla=st.integers(0, 255),
+        ins=st.integers(0, 255),
+        p1=st.integers(0, 255),
+        p2=st.integers(0, 255),
+        data=st.binary(max_size=80),
+        le=st.none() | st.integers(1, 256),
+    ),
+)
+def test_garbage_on_the_card_raises_only_defined_errors(level: int, garbage: CommandApdu) -> None:
+    k = keys()
+    fresh = Scp03Card(key_diversification_data=DIV, sd_aid=ISD_AID)
+    with pytest.raises(SecureChannelError):  # no INITIALIZE UPDATE before
+        fresh.external_authenticate(garbage)
+    well_formed = garbage.cla & 0xFC == 0x80 and garbage.ins == 0x50 and garbage.p1 in (0, k.kvn) and garbage.p2 == 0
+    well_formed = well_formed and len(garbage.data) == 8
+    if well_formed:
+        assert len(fresh.initialize_update(garbage, k, 1)) == 32
+    else:
+        with pytest.raises(ApduError):
+            fresh.initialize_update(garbage, k, 1)
+    _, card = open_session(level)
+    try:
+        plain = card.unwrap(garbage)
+    except SecureChannelError:
+        assert not card.authenticated  # every failure closes the session
+    else:
+        assert level == 0 and plain == garbage  # only level 00 passes plain commands

@@ -12,6 +12,7 @@ from joserfc.jwk import ECKey
 from tests.unit.idp.conftest import ISSUER, Idp
 from tests.unit.idp.idp_support import (
     REDIRECT_A,
+    REDIRECT_B,
     RunningDevice,
     authorize,
     authorize_params,
@@ -239,6 +240,15 @@ def test_authorization_errors_redirect_with_state(
     query = redirect_query(authorize(idp.http, params))
     assert query["error"] == error
     assert query["state"] == params["state"]
+
+
+def test_a_nonce_is_accepted_once_per_client(idp: Idp, device: RunningDevice) -> None:
+    first = authorize_params(idp.bank.client.client_id, REDIRECT_A, new_pkce(), device.address)
+    assert "code" in redirect_query(authorize(idp.http, first))
+    again = authorize_params(idp.bank.client.client_id, REDIRECT_A, new_pkce(), device.address, nonce=first["nonce"])
+    assert redirect_query(authorize(idp.http, again))["error"] == "invalid_request"
+    other = authorize_params(idp.mail.client.client_id, REDIRECT_B, new_pkce(), device.address, nonce=first["nonce"])
+    assert "code" in redirect_query(authorize(idp.http, other))
 
 
 def test_repeated_parameters_are_refused(idp: Idp, device: RunningDevice) -> None:

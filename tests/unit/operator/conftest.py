@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from tenantcard.operator.app import build_services
 from tenantcard.operator.services.facade import OperatorServices
@@ -35,7 +36,7 @@ def settings(db_url: str, tmp_path: Path) -> OperatorSettings:
     return OperatorSettings(
         db_url=db_url,
         vault_uri=f"file:{tmp_path / 'master.key'}",
-        admin_token="staff-token-for-tests",
+        admin_token=SecretStr("staff-token-for-tests"),
         device_store_dir=tmp_path / "devices",
         run_workers=False,
         device_lock_wait_seconds=2.0,

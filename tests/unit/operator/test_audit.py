@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -29,7 +30,7 @@ def test_chain_links_every_entry(services: OperatorServices) -> None:
         records = env.audit.read(s, limit=100)
         assert [r.seq for r in records] == [1, 2, 3, 4, 5]
         assert records[0].prev_hash == GENESIS
-        for prev, cur in zip(records, records[1:], strict=False):
+        for prev, cur in itertools.pairwise(records):
             assert cur.prev_hash == prev.hash
         r = records[2]
         assert r.hash == entry_hash(r.seq, r.at, r.actor, r.action, r.subject, json.dumps(r.details), r.prev_hash)

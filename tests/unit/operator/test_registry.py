@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import select
+from tests.unit.operator.conftest import Clock
 
 from tenantcard.operator.db.models import AuthorizationStatus, ContractOption, Credential, CredentialKind, Secret
 from tenantcard.operator.services.credentials import FailureLimiter
@@ -18,7 +19,6 @@ from tenantcard.operator.services.errors import (
 from tenantcard.operator.services.facade import OperatorServices
 from tenantcard.operator.services.manufacturing import ContainerPlan
 from tenantcard.operator.services.placement import DeviceRef
-from tests.unit.operator.conftest import Clock
 
 
 def test_provider_credential_is_shown_once_and_stored_hashed(services: OperatorServices) -> None:
@@ -152,7 +152,11 @@ def test_device_references(services: OperatorServices) -> None:
     h, _ = services.registry.create_holder("Bob")
     services.registry.link_device(h.id, made.device.id)
     for i, ref in enumerate(
-        [DeviceRef(serial="SER-2"), DeviceRef(device_id=made.device.id.upper()), DeviceRef(idp_pointer="idp:pairwise:abc")]
+        [
+            DeviceRef(serial="SER-2"),
+            DeviceRef(device_id=made.device.id.upper()),
+            DeviceRef(idp_pointer="idp:pairwise:abc"),
+        ]
     ):
         out = services.placement.request(p.id, c.id, ref, f"ref-{i}")
         assert out.authorization.device_id == made.device.id

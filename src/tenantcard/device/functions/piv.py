@@ -67,6 +67,7 @@ STATE_NAME = b"state"
 # Per-connection scratch (ctx.session) keys.
 _S_PIN = "piv.pin_verified"
 _S_PIN_ALWAYS = "piv.pin_fresh"  # PIN verified and not yet used by a 9C signature (SP 800-73-4 Part 1 §3.2.2)
+_S_INSTALLED = "piv.installed"
 
 
 _CURVES: dict[Algorithm, ec.EllipticCurve] = {Algorithm.ECC_P256: ec.SECP256R1(), Algorithm.ECC_P384: ec.SECP384R1()}
@@ -219,7 +220,7 @@ class PivFunction:
 
     @staticmethod
     def _clear_session(session: MutableMapping[str, object]) -> None:
-        for key in (_S_PIN, _S_PIN_ALWAYS):
+        for key in (_S_PIN, _S_PIN_ALWAYS, _S_INSTALLED):
             session.pop(key, None)
 
     @staticmethod
@@ -240,11 +241,15 @@ class PivFunction:
             raise ApduError(SW.SECURE_MESSAGING_NOT_SUPPORTED)
         if command.cla & ~0x1C & 0xFF:
             raise ApduError(SW.CLA_NOT_SUPPORTED)
-        whole = command  # command chaining and GET RESPONSE are the card OS's (ISO 7816-4 §5.1.1.1, §7.6.1)
-        if ctx.store.get(KIND_STATE, STATE_NAME) is None:
-            # Not set up by the provider: the application does not exist yet (ISO 7816-4 §7.1.1).
-            raise ApduError(SW.NOT_FOUND if whole.ins == PivIns.SELECT else SW.CONDITIONS_NOT_SATISFIED)
+        # Command chaining and GET RESPONSE are the card OS's (ISO 7816-4 §5.1.1.1, §7.6.1).
+        whole = command
         ins = whole.ins
+        if not ctx.session.get(_S_INSTALLED):
+            if ctx.store.get(KIND_STATE, STATE_NAME) is None:
+                # Not set up by the provider: the application does not exist yet (ISO 7816-4 §7.1.1).
+                raise ApduError(SW.NOT_FOUND if ins == PivIns.SELECT else SW.CONDITIONS_NOT_SATISFIED)
+            # Only a fast path: a later removal makes the state and objects missing, which each command checks.
+            ctx.session[_S_INSTALLED] = True
         if ins == PivIns.SELECT:
             return self.select(ctx, whole)
         if ins == PivIns.GET_DATA:

@@ -76,7 +76,8 @@ class _Load:
 
 @dataclass(slots=True)
 class _Cached:
-    digest: bytes
+    digest: bytes  # SHA-256 of the stored signed manifest the instance was made for
+    manifest: Manifest
     instance: ProgramInstance
 
 
@@ -311,14 +312,16 @@ class ProgramsFunction:
         signed = ctx.store.get(MANIFEST_KIND, name)
         if signed is None:
             raise ApduError(SW.REFERENCED_DATA_NOT_FOUND, "no such program")
-        manifest = SignedManifest.parse(signed).manifest
-        if not ctx.rights.allows(Access(manifest.access)):
-            raise ApduError(SW.SECURITY_STATUS_NOT_SATISFIED)
         digest = hashlib.sha256(signed).digest()
         cache = self._instances(ctx)
         cached = cache.get(program_id)
+        if cached is not None and (cached.digest != digest or cached.instance.broken):
+            cached = None
+        manifest = cached.manifest if cached is not None else SignedManifest.parse(signed).manifest
+        if not ctx.rights.allows(Access(manifest.access)):
+            raise ApduError(SW.SECURITY_STATUS_NOT_SATISFIED)
         try:
-            if cached is None or cached.digest != digest or cached.instance.broken:
+            if cached is None:
                 cache.pop(program_id, None)
                 module_bytes = ctx.store.get(MODULE_KIND, name)
                 if module_bytes is None:
@@ -328,7 +331,7 @@ class ProgramsFunction:
                 except ModuleRejected:
                     raise ApduError(SW.FUNCTION_NOT_SUPPORTED, "stored module no longer accepted") from None
                 limits = Limits(manifest.memory_bytes, manifest.fuel, manifest.deadline_ms)
-                cached = _Cached(digest, self.sandbox.instantiate(module, limits))
+                cached = _Cached(digest, manifest, self.sandbox.instantiate(module, limits))
                 cache[program_id] = cached
             result = cached.instance.call(
                 ctx.store, data_kind(program_id), ctx.rights, ctx.random, command.p2, command.data

@@ -28,6 +28,7 @@ MAX_OBJECT_VALUE = 8192
 MAX_OUTPUT = 4096
 MAX_RANDOM = 1024
 MAX_MESSAGE = 65536
+MAX_PARSED_KEYS = 16
 OBJECT_OVERHEAD = 64  # bytes charged per stored object on top of name and value when estimating the quota
 
 
@@ -160,19 +161,41 @@ def public_key(key_type: ProgramKeyType, secret: bytes) -> bytes:
     raise ValueError("key type has no public key")
 
 
-class ProgramKeys:
-    """The container's program keys (store kind ``programs.key``), used by id."""
+PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 
-    def __init__(self, store: ObjectStore) -> None:
+
+class ProgramKeys:
+    """The container's program keys (store kind ``programs.key``), used by id. Each record is read once per
+    call; parsed private keys are kept in ``parsed`` (per session, keyed by the sealed record's plaintext, so a
+    replaced key is never served from it)."""
+
+    def __init__(self, store: ObjectStore, parsed: dict[bytes, PrivateKey] | None = None) -> None:
         self._store = store
+        self._records: dict[int, bytes | None] = {}
+        self._parsed = parsed if parsed is not None else {}
 
     def load(self, key_id: int) -> tuple[ProgramKeyType, bytes] | None:
         if not MIN_KEY_ID <= key_id <= MAX_KEY_ID:
             return None
-        raw = self._store.get(KEY_KIND, bytes([key_id]))
+        if key_id not in self._records:
+            self._records[key_id] = self._store.get(KEY_KIND, bytes([key_id]))
+        raw = self._records[key_id]
         if not raw:
             return None
         return ProgramKeyType(raw[0]), raw[1:]
+
+    def _private(self, key_type: ProgramKeyType, secret: bytes) -> PrivateKey:
+        record = bytes([key_type]) + secret
+        key = self._parsed.get(record)
+        if key is None:
+            if key_type == ProgramKeyType.ED25519:
+                key = ed25519.Ed25519PrivateKey.from_private_bytes(secret)
+            else:
+                key = ec.derive_private_key(int.from_bytes(secret, "big"), ec.SECP256R1())
+            if len(self._parsed) >= MAX_PARSED_KEYS:
+                self._parsed.clear()
+            self._parsed[record] = key
+        return key
 
     def mac(self, key_id: int, message: bytes) -> bytes | HostError:
         key = self.load(key_id)
@@ -190,15 +213,15 @@ class ProgramKeys:
         if key is None:
             return HostError.NOT_FOUND
         key_type, secret = key
+        if key_type not in (ProgramKeyType.ED25519, ProgramKeyType.ECDSA_P256):
+            return HostError.KEY_TYPE
         try:
-            if key_type == ProgramKeyType.ED25519:
-                return ed25519.Ed25519PrivateKey.from_private_bytes(secret).sign(message)
-            if key_type == ProgramKeyType.ECDSA_P256:
-                priv = ec.derive_private_key(int.from_bytes(secret, "big"), ec.SECP256R1())
-                return priv.sign(message, ec.ECDSA(hashes.SHA256()))
+            private = self._private(key_type, secret)
         except (ValueError, UnsupportedAlgorithm):
             return HostError.KEY_TYPE
-        return HostError.KEY_TYPE
+        if isinstance(private, ed25519.Ed25519PrivateKey):
+            return private.sign(message)
+        return private.sign(message, ec.ECDSA(hashes.SHA256()))
 
     def sign_cost(self, key_id: int) -> int:
         key = self.load(key_id)

@@ -24,7 +24,14 @@ from dataclasses import dataclass
 import wasmtime
 
 from tenantcard.device.functions.base import ObjectStore, Rights
-from tenantcard.device.programs.hostapi import BufferedObjects, HostCall, HostEnv, ProgramKeys, ProgramTrap
+from tenantcard.device.programs.hostapi import (
+    BufferedObjects,
+    HostCall,
+    HostEnv,
+    PrivateKey,
+    ProgramKeys,
+    ProgramTrap,
+)
 from tenantcard.device.programs.validate import WASM_PAGE, ModuleRejected, check_binary, check_module
 from tenantcard.wire.programs import ProgramSW, valid_program_sw
 
@@ -151,6 +158,7 @@ class ProgramInstance:
             memory_size=limits.memory_bytes, table_elements=MAX_TABLE_ELEMENTS, instances=1, tables=1, memories=1
         )
         self._env = HostEnv(self.store)
+        self._parsed_keys: dict[bytes, PrivateKey] = {}
         linker = wasmtime.Linker(sandbox.engine)
         self._env.define(linker)
         # Start functions (WebAssembly core spec §4.5.4) run under the same limits as a call.
@@ -211,7 +219,7 @@ class ProgramInstance:
         if self.broken:
             raise ProgramTrap(ProgramSW.TRAP, "instance is broken")
         objects = BufferedObjects(store, data_kind)
-        self._env.call = HostCall(objects, ProgramKeys(store), rights, random, data)
+        self._env.call = HostCall(objects, ProgramKeys(store, self._parsed_keys), rights, random, data)
         self._arm()
         try:
             result = self._invoke(self.store, p2, len(data))

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from cryptography import x509
 
+from tenantcard.client.errors import ClientError
 from tenantcard.client.isd import IsdSession
 from tenantcard.crypto.identity import IdentityError, verify_device_auth
 from tenantcard.idp.clock import Clock, RandomBytes
@@ -22,6 +23,7 @@ from tenantcard.idp.login.base import AuthenticatedSubject, LoginContext, LoginE
 from tenantcard.idp.login.directory import DeviceDirectory, DeviceStatus, DirectoryError, UnknownDeviceError
 from tenantcard.transport.base import Connection, TransportError
 from tenantcard.transport.tcp_client import AddressError, connect, parse_address
+from tenantcard.wire.errors import WireError
 
 CHALLENGE_LENGTH = 32
 AMR_HARDWARE_KEY = "hwk"  # RFC 8176 §2: proof-of-possession of a hardware-secured key
@@ -101,7 +103,7 @@ class DeviceLoginMethod:
             signature = isd.internal_authenticate(challenge)
         except (TransportError, OSError) as exc:
             raise LoginError(LoginFailure.UNREACHABLE, "the connection to the device failed") from exc
-        except Exception as exc:  # a status word, a malformed answer: the device did not prove itself
+        except (ClientError, WireError, ValueError) as exc:  # a status word or a malformed answer
             raise LoginError(LoginFailure.AUTHENTICATION_FAILED, "the device answered the protocol wrongly") from exc
         finally:
             with contextlib.suppress(TransportError, OSError):

@@ -1,0 +1,342 @@
+"""``programs``: a provider's commands for sandboxed WebAssembly programs in its containers (docs/programs.md).
+
+keygen and sign work offline. The other commands open the container named by ``--container`` (an entry of
+the provider's keystore) with the provider's keys, as ``tenantcard provider`` does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from tenantcard.wire.tenant import Access
+
+if TYPE_CHECKING:
+    from tenantcard.client.container import ContainerSession
+
+KEYSTORE_ENV = "TENANTCARD_KEYSTORE"
+PASSPHRASE_ENV = "TENANTCARD_KEYSTORE_PASSPHRASE"
+SIGNING_PASSWORD_ENV = "TENANTCARD_PROGRAM_KEY_PASSWORD"
+ACCESS_NAMES = {
+    "public": Access.PUBLIC,
+    "holder": Access.HOLDER,
+    "provider": Access.PROVIDER,
+    "holder-or-provider": Access.HOLDER_OR_PROVIDER,
+}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@contextlib.contextmanager
+def _errors() -> Iterator[None]:
+    """Every expected failure is one line and exit status 1, never a traceback."""
+    from tenantcard.client.errors import ClientError
+    from tenantcard.crypto.errors import CryptoError
+    from tenantcard.provider.errors import ProviderError
+    from tenantcard.provider.programs import ProgramBuildError
+    from tenantcard.transport.base import TransportError
+    from tenantcard.wire.errors import WireError
+
+    try:
+        yield
+    except (ClientError, CryptoError, ProviderError, ProgramBuildError, TransportError, WireError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        where = f" ({Path(exc.filename).name})" if exc.filename else ""
+        raise click.ClickException(f"{exc.strerror or type(exc).__name__}{where}") from None
+
+
+def _password() -> bytes | None:
+    value = os.environ.get(SIGNING_PASSWORD_ENV)
+    return value.encode() if value else None
+
+
+def _container_options(fn: F) -> F:
+    fn = click.option(
+        "--container",
+        "container",
+        required=True,
+        metavar="NAME",
+        help="The container's entry in the keystore (see 'tenantcard provider list').",
+    )(fn)
+    fn = click.option(
+        "--keystore",
+        type=click.Path(dir_okay=False, path_type=Path),
+        envvar=KEYSTORE_ENV,
+        required=True,
+        help=f"The provider's keystore file (or ${KEYSTORE_ENV}); its passphrase from ${PASSPHRASE_ENV} or a prompt.",
+    )(fn)
+    return fn
+
+
+@contextlib.contextmanager
+def _session(keystore: Path, container: str) -> Iterator[ContainerSession]:
+    from tenantcard.provider.keystore import FileKeystore
+    from tenantcard.provider.sdk import Provider
+
+    passphrase = os.environ.get(PASSPHRASE_ENV) or click.prompt("keystore passphrase", hide_input=True)
+    with _errors():
+        store = FileKeystore.open(keystore, passphrase)
+        with Provider(store).open(container) as session:
+            yield session
+
+
+@click.group("programs")
+def programs() -> None:
+    """Sign, load and run sandboxed WebAssembly programs in your containers."""
+
+
+@programs.command("keygen")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="PEM file to create.")
+@click.option("--algorithm", type=click.Choice(["ed25519", "p256"]), default="ed25519", show_default=True)
+def keygen(out: Path, algorithm: str) -> None:
+    """Create a program-signing key (PKCS#8 PEM, mode 0600; encrypted when $TENANTCARD_PROGRAM_KEY_PASSWORD
+    is set) and print its public key."""
+    from tenantcard.provider.programs import generate_signing_key, public_key_bytes, save_signing_key
+    from tenantcard.wire.programs import SigningAlgorithm
+
+    alg = SigningAlgorithm.ED25519 if algorithm == "ed25519" else SigningAlgorithm.ECDSA_P256_SHA256
+    if out.exists():
+        raise click.ClickException(f"{out} exists already; a signing key is never overwritten")
+    key = generate_signing_key(alg)
+    with _errors():
+        save_signing_key(key, out, _password())
+    click.echo(f"{algorithm} program-signing key written to {out}")
+    click.echo(f"public key {public_key_bytes(key).hex()}")
+
+
+def _hex(value: str, what: str) -> bytes:
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        raise click.BadParameter(f"{what} must be hex") from None
+
+
+@programs.command("sign")
+@click.option("--key", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
+@click.option(
+    "--module",
+    "module_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="The program: a .wasm binary, or WebAssembly text compiled here with wasmtime.wat2wasm.",
+)
+@click.option("--container-aid", required=True, metavar="HEX", help="AID of the container it is for.")
+@click.option("--program-id", type=click.IntRange(1, 254), required=True, help="INVOKE P1 of the program.")
+@click.option("--version", "version", type=click.IntRange(0, 0xFFFFFFFF), required=True)
+@click.option("--memory", type=click.IntRange(65536, 0xFFFFFFFF), default=65536, show_default=True)
+@click.option("--fuel", type=click.IntRange(1), default=10_000_000, show_default=True, help="Budget per call.")
+@click.option("--deadline-ms", type=click.IntRange(1, 0xFFFFFFFF), default=500, show_default=True)
+@click.option("--access", type=click.Choice(list(ACCESS_NAMES)), default="provider", show_default=True)
+@click.option("--name", default="", help="A name for people (up to 32 bytes).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Load file to write.")
+def sign(
+    key: Path,
+    module_path: Path,
+    container_aid: str,
+    program_id: int,
+    version: int,
+    memory: int,
+    fuel: int,
+    deadline_ms: int,
+    access: str,
+    name: str,
+    out: Path,
+) -> None:
+    """Sign a manifest for a module and write the load file (signed manifest + module)."""
+    from tenantcard.provider.programs import build_module, load_signing_key, signed_load_file
+
+    aid = _hex(container_aid, "--container-aid")
+    with _errors():
+        module = build_module(module_path)
+        signer = load_signing_key(key, _password())
+        load_file = signed_load_file(
+            signer,
+            module,
+            container_aid=aid,
+            program_id=program_id,
+            version=version,
+            memory_bytes=memory,
+            fuel=fuel,
+            deadline_ms=deadline_ms,
+            access=ACCESS_NAMES[access],
+            name=name,
+        )
+        out.write_bytes(load_file.to_bytes())
+    click.echo(
+        f"program {program_id} version {version}: {len(module)} bytes, sha256 {hashlib.sha256(module).hexdigest()}"
+    )
+    click.echo(f"load file written to {out}")
+
+
+@programs.command("trust")
+@_container_options
+@click.option("--key", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
+def trust(keystore: Path, container: str, key: Path) -> None:
+    """Install the public half of a program-signing key in the container: from then on it accepts only
+    programs signed by that key."""
+    from tenantcard.client.programs import ProgramsClient
+    from tenantcard.provider.programs import algorithm_of, load_signing_key, public_key_bytes
+
+    with _errors():
+        signer = load_signing_key(key, _password())
+    with _session(keystore, container) as session, _errors():
+        ProgramsClient(session).put_signing_key(algorithm_of(signer), public_key_bytes(signer))
+    click.echo("program-signing key installed")
+
+
+@click.command("install")
+@_container_options
+@click.argument("load_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def install(keystore: Path, container: str, load_file: Path) -> None:
+    """Load a signed load file (made by 'sign'): installs the program, or upgrades it to a higher version."""
+    from tenantcard.client.programs import ProgramsClient
+    from tenantcard.wire.programs import LoadFile
+
+    with _errors():
+        parsed = LoadFile.parse(load_file.read_bytes())
+    with _session(keystore, container) as session, _errors():
+        ProgramsClient(session).install(parsed)
+    m = parsed.signed.manifest
+    click.echo(f"program {m.program_id} version {m.version} installed")
+
+
+programs.add_command(install, "install")
+programs.add_command(install, "load")
+
+
+@programs.command("list")
+@_container_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def list_programs(keystore: Path, container: str, as_json: bool) -> None:
+    """The container's programs."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from tenantcard.client.programs import ProgramsClient
+
+    with _session(keystore, container) as session, _errors():
+        entries = ProgramsClient(session).list()
+    if as_json:
+        rows = [
+            {
+                "program_id": e.manifest.program_id,
+                "name": e.manifest.name,
+                "version": e.manifest.version,
+                "module_sha256": e.manifest.module_sha256.hex(),
+                "module_size": e.manifest.module_size,
+                "memory_bytes": e.manifest.memory_bytes,
+                "fuel": e.manifest.fuel,
+                "deadline_ms": e.manifest.deadline_ms,
+                "access": Access(e.manifest.access).name.lower(),
+                "data_objects": e.data_objects,
+            }
+            for e in entries
+        ]
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("id", "name", "version", "module", "memory", "fuel", "deadline", "access", "objects")
+    for e in entries:
+        m = e.manifest
+        table.add_row(
+            str(m.program_id),
+            m.name,
+            str(m.version),
+            f"{m.module_size} B",
+            f"{m.memory_bytes} B",
+            str(m.fuel),
+            f"{m.deadline_ms} ms",
+            Access(m.access).name.lower(),
+            str(e.data_objects),
+        )
+    Console().print(table)
+
+
+@programs.command("invoke")
+@_container_options
+@click.argument("program_id", type=click.IntRange(1, 254))
+@click.option("--p2", type=click.IntRange(0, 255), default=0, show_default=True)
+@click.option("--data", "data_hex", default="", metavar="HEX", help="Command data.")
+def invoke(keystore: Path, container: str, program_id: int, p2: int, data_hex: str) -> None:
+    """Send command data to a program; prints its answer and status word (exit 1 unless 9000)."""
+    from tenantcard.client.programs import ProgramsClient, trap_reason
+
+    data = _hex(data_hex, "--data")
+    with _session(keystore, container) as session, _errors():
+        result = ProgramsClient(session).invoke(program_id, data, p2)
+    if result.data:
+        click.echo(result.data.hex())
+    reason = trap_reason(int(result.sw))
+    click.echo(f"SW {int(result.sw):04X}" + (f": {reason}" if reason else ""), err=True)
+    if int(result.sw) != 0x9000:
+        raise SystemExit(1)
+
+
+@programs.command("delete")
+@_container_options
+@click.argument("program_id", type=click.IntRange(1, 254))
+def delete(keystore: Path, container: str, program_id: int) -> None:
+    """Delete a program and its data objects."""
+    from tenantcard.client.programs import ProgramsClient
+
+    with _session(keystore, container) as session, _errors():
+        ProgramsClient(session).delete(program_id)
+    click.echo(f"program {program_id} deleted")
+
+
+@programs.command("genkey")
+@_container_options
+@click.argument("key_id", type=click.IntRange(1, 254))
+@click.option("--type", "key_type", type=click.Choice(["ed25519", "p256"]), default="ed25519", show_default=True)
+def genkey(keystore: Path, container: str, key_id: int, key_type: str) -> None:
+    """Generate a signing key for programs in the container (it never leaves it); prints the public key."""
+    from tenantcard.client.programs import ProgramsClient
+    from tenantcard.wire.programs import ProgramKeyType
+
+    kt = ProgramKeyType.ED25519 if key_type == "ed25519" else ProgramKeyType.ECDSA_P256
+    with _session(keystore, container) as session, _errors():
+        public = ProgramsClient(session).generate_key(key_id, kt)
+    click.echo(public.hex())
+
+
+@programs.command("putkey")
+@_container_options
+@click.argument("key_id", type=click.IntRange(1, 254))
+@click.option(
+    "--hmac-secret-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="File holding the raw HMAC-SHA256 secret (16..64 bytes); it travels encrypted (level 33).",
+)
+def putkey(keystore: Path, container: str, key_id: int, hmac_secret_file: Path) -> None:
+    """Import an HMAC key for programs in the container."""
+    from tenantcard.client.programs import ProgramsClient
+    from tenantcard.wire.programs import ProgramKeyType
+
+    with _errors():
+        secret = hmac_secret_file.read_bytes()
+    if not 16 <= len(secret) <= 64:
+        raise click.ClickException("an HMAC secret is 16..64 bytes")
+    with _session(keystore, container) as session, _errors():
+        ProgramsClient(session).put_key(key_id, ProgramKeyType.HMAC_SHA256, secret)
+    click.echo(f"HMAC key {key_id} imported")
+
+
+@programs.command("examples")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Directory to write.")
+def examples(out: Path) -> None:
+    """Write the example programs (WebAssembly text) to a directory, to read, change and sign."""
+    from tenantcard.device.programs.examples import EXAMPLES, example_wat
+
+    with _errors():
+        out.mkdir(parents=True, exist_ok=True)
+        for name in EXAMPLES:
+            (out / f"{name}.wat").write_text(example_wat(name))
+    click.echo(f"{', '.join(EXAMPLES)} written to {out}")
