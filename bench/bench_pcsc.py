@@ -18,11 +18,12 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from bench.common import Figure, interleaved
@@ -182,7 +183,18 @@ def _make_device(directory: Path) -> tuple[Path, bytes]:
         device.close()
 
 
-def _in_process_signatures(store: Path, count: int) -> float:
+def _rate(sign: Callable[[], object], count: int, rounds: int) -> float:
+    """Median over ``rounds`` of the operations per second of ``count`` calls."""
+    rates = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(count):
+            sign()
+        rates.append(count / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
+def _in_process_signatures(store: Path, count: int, rounds: int) -> float:
     """Signatures per second on the device API: container-scoped session, VERIFY once, GENERAL AUTHENTICATE."""
     from tenantcard.client.piv import PivHolder
     from tenantcard.device.keyvault import FileKeyVault
@@ -197,15 +209,12 @@ def _in_process_signatures(store: Path, count: int) -> float:
         holder.verify(PIN)
         digest = hashlib.sha256(b"bench").digest()
         holder.sign(KeyRef.AUTHENTICATION, digest)
-        start = time.perf_counter()
-        for _ in range(count):
-            holder.sign(KeyRef.AUTHENTICATION, digest)
-        return count / (time.perf_counter() - start)
+        return _rate(lambda: holder.sign(KeyRef.AUTHENTICATION, digest), count, rounds)
     finally:
         device.close()
 
 
-def _pkcs11_signatures(cert_der: bytes, count: int) -> float:
+def _pkcs11_signatures(cert_der: bytes, count: int, rounds: int) -> float:
     """Signatures per second through python-pkcs11 -> opensc-pkcs11.so -> pcscd -> vpcd -> the container."""
     import pkcs11
     from cryptography import x509
@@ -217,16 +226,14 @@ def _pkcs11_signatures(cert_der: bytes, count: int) -> float:
     digest = hashlib.sha256(b"bench").digest()
     with token.open(user_pin=PIN) as session:
         key = session.get_key(object_class=pkcs11.ObjectClass.PRIVATE_KEY, id=b"\x01")
+        assert isinstance(key, pkcs11.SignMixin)
         raw = key.sign(digest, mechanism=pkcs11.Mechanism.ECDSA)
         public = x509.load_der_x509_certificate(cert_der).public_key()
         assert isinstance(public, ec.EllipticCurvePublicKey)
         half = len(raw) // 2
         signature = utils.encode_dss_signature(int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big"))
         public.verify(signature, digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))  # a real signature
-        start = time.perf_counter()
-        for _ in range(count):
-            key.sign(digest, mechanism=pkcs11.Mechanism.ECDSA)
-        return count / (time.perf_counter() - start)
+        return _rate(lambda: key.sign(digest, mechanism=pkcs11.Mechanism.ECDSA), count, rounds)
 
 
 def _wait(reader: str, timeout: float = 15.0) -> None:
@@ -239,11 +246,11 @@ def _wait(reader: str, timeout: float = 15.0) -> None:
 def run(quick: bool) -> list[Figure]:
     from tenantcard.transport.pcsc_client import PcscConnection, wait_for_removal
 
-    rounds, number, signatures = (3, 100, 20) if quick else (7, 300, 100)
+    rounds, number, signatures = (3, 100, 20) if quick else (7, 300, 200)
     with tempfile.TemporaryDirectory() as tmp, _claim(3) as (base, ports):
         directory = Path(tmp)
         store, cert_der = _make_device(directory)
-        in_process = _in_process_signatures(store, signatures)
+        in_process = _in_process_signatures(store, signatures, rounds)
         conf = directory / "opensc.conf"
         conf.write_text(OPENSC_CONF)
         os.environ["OPENSC_CONF"] = str(conf)  # read when the PKCS#11 module initializes, below
@@ -270,7 +277,7 @@ def run(quick: bool) -> list[Figure]:
                     repeat=rounds,
                     number=number,
                 )
-            through_pkcs11 = _pkcs11_signatures(cert_der, signatures)
+            through_pkcs11 = _pkcs11_signatures(cert_der, signatures, rounds)
         finally:
             for proc in (server, echo):
                 proc.terminate()

@@ -84,9 +84,7 @@ def sign_throughput(quick: bool) -> Figure:
             programs.put_signing_key(algorithm_of(signer), public_key_bytes(signer))
             programs.generate_key(1, ProgramKeyType.ED25519)
             module = bytes(wasmtime.wat2wasm(SIGNER))
-            programs.install(
-                signed_load_file(signer, module, container_aid=container_aid(0), program_id=1, version=1)
-            )
+            programs.install(signed_load_file(signer, module, container_aid=container_aid(0), program_id=1, version=1))
             pki = PkiClient(session)
             pki.generate_key(1, "ed25519")
             message = bytes(range(32))
@@ -98,9 +96,7 @@ def sign_throughput(quick: bool) -> Figure:
             def by_pki() -> None:
                 pki.sign(1, message)
 
-            program_s, pki_s = interleaved(
-                by_program, by_pki, repeat=3 if quick else 7, number=50 if quick else 300
-            )
+            program_s, pki_s = interleaved(by_program, by_pki, repeat=3 if quick else 7, number=50 if quick else 300)
         finally:
             device.close()
     return Figure(

@@ -106,7 +106,7 @@ def servers(folder: Path) -> Iterator[tuple[tuple[str, int], tuple[str, int]]]:
 
 
 def run(quick: bool) -> list[Figure]:
-    repeat, number = (5, 200) if quick else (15, 1000)
+    repeat, number = (15, 100) if quick else (31, 300)
     with (
         tempfile.TemporaryDirectory() as tmp,
         servers(Path(tmp)) as (device, echo),

@@ -12,10 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.support.transports import ServeProcess, run_cli
 
+from tenantcard.cli.device import device as device_cli
 from tenantcard.client.container import ContainerSession
 from tenantcard.client.errors import StatusError
 from tenantcard.client.isd import IsdSession
@@ -99,6 +101,11 @@ def test_init_with_random_keys_writes_them_once_0600(tmp_path: Path) -> None:
     assert json.loads(keys.read_text()) == document
 
 
+def invoke(*args: str) -> Result:
+    """The ``device`` command group in this process (for argument checks that need no real process)."""
+    return CliRunner().invoke(device_cli, list(args))
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -107,23 +114,35 @@ def test_init_with_random_keys_writes_them_once_0600(tmp_path: Path) -> None:
         (["--containers", "2", "--dev-keys", "--keys-out", "k"], "--keys-out is for random"),
         (["--containers", "2", "--dev-keys", "--vault", "nonsense"], "vault URI"),
         (["--containers", "2", "--dev-keys", "--vault", "pkcs11:module=/nonexistent.so"], "lacks"),
+        (["--containers", "2", "--dev-keys", "--quota", "-5"], "--quota"),
     ],
 )
 def test_init_rejects_bad_input_without_traceback(tmp_path: Path, args: list[str], message: str) -> None:
     store = tmp_path / "x.db"
-    result = run_cli("device", "init", "--store", str(store), *args)
-    assert result.returncode != 0
+    result = invoke("init", "--store", str(store), *args)
+    assert result.exit_code != 0
     assert message in result.stderr
-    assert "Traceback" not in result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit)
     assert not store.exists()
 
 
 def test_init_never_overwrites(tmp_path: Path) -> None:
-    store = init_device(tmp_path)
+    store = tmp_path / "device.db"
+    assert invoke("init", "--store", str(store), "--containers", "1", "--dev-keys").exit_code == 0
     before = store.read_bytes()
-    result = run_cli("device", "init", "--store", str(store), "--containers", "1", "--dev-keys")
-    assert result.returncode == 1 and "exists already" in result.stderr
+    result = invoke("init", "--store", str(store), "--containers", "1", "--dev-keys")
+    assert result.exit_code == 1 and "exists already" in result.stderr
     assert store.read_bytes() == before
+
+
+def test_help_texts_explain_every_command() -> None:
+    for command in ([], ["init"], ["serve"], ["info"]):
+        result = invoke(*command, "--help")
+        assert result.exit_code == 0
+        assert len(result.stdout.splitlines()) > 5
+    assert "--dev-keys" in invoke("init", "--help").stdout
+    assert "--listen" in invoke("serve", "--help").stdout
+    assert "device" in run_cli("--help").stdout  # registered with the tenantcard command
 
 
 def test_serve_errors_are_one_line(tmp_path: Path) -> None:
@@ -160,15 +179,6 @@ def test_serve_prints_address_and_stops_cleanly_on_sigterm(tmp_path: Path) -> No
         assert sw_of(conn.transmit(SELECT_ISD)) == SW.OK
     assert server.stop() == 0
     assert "Traceback" not in server.log_path.read_text()
-
-
-def test_help_texts_explain_every_command() -> None:
-    for command in ([], ["init"], ["serve"], ["info"]):
-        result = run_cli("device", *command, "--help")
-        assert result.returncode == 0
-        assert len(result.stdout.splitlines()) > 5
-    assert "--dev-keys" in run_cli("device", "init", "--help").stdout
-    assert "--listen" in run_cli("device", "serve", "--help").stdout
 
 
 # --- bad input over TCP ---------------------------------------------------------------------------------
@@ -337,3 +347,14 @@ def test_whole_lifecycle_over_tcp(tmp_path: Path) -> None:
     info = json.loads(run_cli("device", "info", "--store", str(store), "--json").stdout)
     by_aid = {bytes.fromhex(c["aid"]): c for c in info["containers"]}
     assert by_aid[aid]["state"] == "OWNED" and by_aid[aid]["provider"] == "provider-b"
+
+
+def test_failed_init_leaves_nothing_behind(tmp_path: Path) -> None:
+    store = tmp_path / "missing-dir" / "device.db"
+    vault = tmp_path / "fresh.vault"
+    keys = tmp_path / "isd.keys"
+    result = invoke(
+        "init", "--store", str(store), "--containers", "1", "--vault", f"file:{vault}", "--keys-out", str(keys)
+    )
+    assert result.exit_code == 1 and "Error:" in result.stderr
+    assert not store.exists() and not vault.exists() and not keys.exists()

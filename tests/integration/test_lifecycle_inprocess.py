@@ -8,11 +8,13 @@ other transport registered there.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from tests.support.transports import CardConnector
 
 from tenantcard.client.container import ContainerSession
 from tenantcard.client.errors import StatusError
@@ -26,7 +28,6 @@ from tenantcard.transport.base import Connection
 from tenantcard.wire.gp import LifeCycle
 from tenantcard.wire.sw import SW
 from tenantcard.wire.tenant import Access
-from tests.support.transports import CardConnector
 
 Connect = Callable[[], Connection]
 
@@ -101,7 +102,11 @@ def test_whole_lifecycle(connect: Connect, spec: DeviceSpec) -> None:
     for keys in (initial, gp_test_keys()):
         intruder = ContainerSession(connect(), aid)
         intruder.select()
-        assert refused(lambda k=keys, s=intruder: s.authenticate(k)) in (0, SW.REFERENCED_DATA_NOT_FOUND, SW.VERIFY_FAILED)
+        assert refused(functools.partial(intruder.authenticate, keys)) in (
+            0,
+            SW.REFERENCED_DATA_NOT_FOUND,
+            SW.VERIFY_FAILED,
+        )
 
     # Holder: PIN, then its objects; nothing of the provider's.
     holder = ContainerSession(connect(), aid)

@@ -93,13 +93,16 @@ def device(tmp_path: Path) -> Iterator[Device]:
     dev.close()
 
 
-def take_over(connect, slot, index: int, provider: str) -> tuple[StaticKeys, ContainerSession]:
+def take_over(
+    connect, slot, index: int, provider: str, isd: IsdSession | None = None
+) -> tuple[StaticKeys, ContainerSession]:
     """Operator places the authorization; the provider opens its channel with the initial keys and replaces
     them with its own (DESIGN.md phase 1); returns its keys and the session, open under them at level 33."""
     initial = StaticKeys.generate(0x01)
-    isd = IsdSession(connect(slot))
-    isd.select()
-    isd.authenticate(gp_test_keys())
+    if isd is None:
+        isd = IsdSession(connect(slot))
+        isd.select()
+        isd.authenticate(gp_test_keys())
     isd.place_authorization(container_aid(index), provider, initial, int(time.time()) + 3600)
     own = StaticKeys.generate(0x31)
     session = ContainerSession(connect(slot), container_aid(index))
@@ -116,12 +119,14 @@ def reopen(connect, slot, index: int, keys: StaticKeys | None) -> ContainerSessi
     return session
 
 
-def provider_setup(connect, slot, index: int, name: str) -> tuple[StaticKeys, ProgramsClient, ProgramSigningKey]:
-    keys, host = take_over(connect, slot, index, name)
-    client = ProgramsClient(host)
+def provider_setup(
+    connect, slot, index: int, name: str, isd: IsdSession | None = None
+) -> tuple[StaticKeys, ContainerSession, ProgramsClient, ProgramSigningKey]:
+    keys, session = take_over(connect, slot, index, name, isd)
+    client = ProgramsClient(session)
     signer = generate_signing_key()
     client.put_signing_key(algorithm_of(signer), public_key_bytes(signer))
-    return keys, client, signer
+    return keys, session, client, signer
 
 
 def load_file(signer: ProgramSigningKey, index: int, module: bytes, **fields) -> LoadFile:
@@ -130,8 +135,12 @@ def load_file(signer: ProgramSigningKey, index: int, module: bytes, **fields) ->
 
 
 def test_two_providers_run_isolated_programs(device: Device, card_connect: CardConnector) -> None:
-    _, a, sign_a = provider_setup(card_connect, device, 1, "provider-a")
-    b_keys, b, sign_b = provider_setup(card_connect, device, 2, "provider-b")
+    # five connections in all: PC/SC readers are few
+    isd = IsdSession(card_connect(device))
+    isd.select()
+    isd.authenticate(gp_test_keys())
+    _, _, a, sign_a = provider_setup(card_connect, device, 1, "provider-a", isd)
+    _, b_session, b, sign_b = provider_setup(card_connect, device, 2, "provider-b", isd)
     a.install(load_file(sign_a, 1, example_wasm("counter")))
     a.install(load_file(sign_a, 1, cases.wasm(SNOOP), program_id=2))
     b.install(load_file(sign_b, 2, cases.wasm(SNOOP), program_id=2))
@@ -140,9 +149,13 @@ def test_two_providers_run_isolated_programs(device: Device, card_connect: CardC
 
     assert [a.invoke(1).data for _ in range(2)] == [b"\x00\x00\x00\x01", b"\x00\x00\x00\x02"]
     assert b.invoke(3, b"challenge").sw == SW.OK
+    # a program does not see its container's other objects (here a STORE DATA object of the same name)
+    b_session.put_object(b"secret", b"core object")
+    assert b.invoke(2, p2=2).sw == 0x6A88
     # B's program stores a secret; A's program of the same id and code reads the same name: not there
     assert b.invoke(2, b"b-secret", p2=1).sw == SW.OK
     assert b.invoke(2, p2=2).data.startswith(b"b-secret")
+    assert b_session.get_object(b"secret") == b"core object"
     assert a.invoke(2, p2=2).sw == 0x6A88
     # B's HMAC key 01 exists for B's program, not for A's
     assert b.invoke(2).sw == SW.OK
@@ -160,12 +173,12 @@ def test_two_providers_run_isolated_programs(device: Device, card_connect: CardC
     assert anonymous.invoke(2, cla=Cla.GP).sw == SW.SECURITY_STATUS_NOT_SATISFIED
     with pytest.raises(ProgramError, match="access denied"):
         anonymous.list()
-    # B's container and B's keys are as B left them
-    assert [p.manifest.program_id for p in ProgramsClient(reopen(card_connect, device, 2, b_keys)).list()] == [2, 3]
+    # B's container is as B left it
+    assert [p.manifest.program_id for p in b.list()] == [2, 3]
 
 
 def test_runaway_programs_end_with_their_status_word(device: Device, card_connect: CardConnector) -> None:
-    _, client, signer = provider_setup(card_connect, device, 0, "provider-a")
+    _, _, client, signer = provider_setup(card_connect, device, 0, "provider-a")
     client.install(load_file(signer, 0, example_wasm("counter")))
     client.install(load_file(signer, 0, cases.wasm(cases.HOSTILE), program_id=2, memory_bytes=4 * 65536))
     assert client.invoke(1).data == b"\x00\x00\x00\x01"
@@ -185,7 +198,7 @@ def test_runaway_programs_end_with_their_status_word(device: Device, card_connec
 
 
 def test_refused_load_files_say_why(device: Device, card_connect: CardConnector) -> None:
-    _, client, signer = provider_setup(card_connect, device, 1, "provider-a")
+    _, _, client, signer = provider_setup(card_connect, device, 1, "provider-a")
     counter = example_wasm("counter")
     with pytest.raises(ProgramError, match="signature does not verify"):
         client.install(load_file(generate_signing_key(), 1, counter))
@@ -205,7 +218,7 @@ def test_refused_load_files_say_why(device: Device, card_connect: CardConnector)
 
 
 def test_pin_signer_over_the_channel(device: Device, card_connect: CardConnector) -> None:
-    _, client, signer = provider_setup(card_connect, device, 1, "provider-a")
+    _, _, client, signer = provider_setup(card_connect, device, 1, "provider-a")
     public = client.generate_key(1, ProgramKeyType.ED25519)
     assert client.public_key(1) == (ProgramKeyType.ED25519, public)
     client.install(load_file(signer, 1, example_wasm("pinsigner")))
@@ -258,7 +271,7 @@ def test_sigkill_during_a_call_keeps_the_objects_as_before(tmp_path: Path) -> No
     vault = tmp_path / "vault.key"
     proc, slot = _serve(store, vault)
     try:
-        keys, client, signer = provider_setup(_connect, slot, 1, "provider-a")
+        keys, _, client, signer = provider_setup(_connect, slot, 1, "provider-a")
         client.install(load_file(signer, 1, example_wasm("counter")))
         client.install(load_file(signer, 1, cases.wasm(SLOW_WRITER), program_id=2, fuel=400_000_000, deadline_ms=2000))
         assert client.invoke(1).data == b"\x00\x00\x00\x01"

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import datetime
 import hmac
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
@@ -24,86 +24,25 @@ from tests.support.oath_vectors import (
     TOTP_RFC6238,
     TOTP_SEEDS,
 )
+from tests.support.provider_rig import Rig
 
+from tenantcard.cli.main import cli
 from tenantcard.client.challenge import ChallengeClient
 from tenantcard.client.container import ContainerSession, PinError
 from tenantcard.client.errors import StatusError
-from tenantcard.client.isd import IsdSession
 from tenantcard.client.otp import FunctionError, OtpClient
 from tenantcard.client.pki import PkiClient
 from tenantcard.crypto.errors import SecureChannelError
 from tenantcard.crypto.otp import HashAlgorithm, HotpVerifier
 from tenantcard.crypto.scp03.keys import StaticKeys
-from tenantcard.device.keyvault import FileKeyVault
-from tenantcard.device.os import Device
-from tenantcard.device.provision import ContainerSpec, create_device_store, dev_spec, gp_test_keys
+from tenantcard.device.provision import gp_test_keys
 from tenantcard.provider.errors import OwnershipError
 from tenantcard.provider.keystore import FileKeystore
 from tenantcard.provider.sdk import AuthorizationBundle, OperatorClient, Provider, tcp_connect
-from tenantcard.transport.base import Connection, LocalConnection
-from tenantcard.transport.tcp_server import DeviceServerThread
-from tenantcard.wire.gp import container_aid
 from tenantcard.wire.sw import SW
 from tenantcard.wire.tenant import Access
 
 HOLDER_PIN = "246810"
-
-
-class Rig:
-    """A development device (ISD keys = the public GP test keys, standing in for the operator's) reachable
-    in-process or over TCP, and the operator's one ISD step: placing an authorization."""
-
-    def __init__(self, tmp_path: Path, transport: str, containers: int = 2, quota: int = 16 * 1024) -> None:
-        vault = FileKeyVault(tmp_path / "vault.key")
-        spec = dev_spec([_spec(quota) for _ in range(containers)], device_id=bytes.fromhex("0A0B0C0D0E0F10111213"))
-        create_device_store(tmp_path / "device.db", spec, vault)
-        self.device = Device.open(tmp_path / "device.db", vault)
-        self.server: DeviceServerThread | None = None
-        if transport == "tcp":
-            self.server = DeviceServerThread(self.device).start()
-            self.address = self.server.address
-            self.connect: Callable[[str], Connection] = tcp_connect
-        else:
-            self.address = "in-process"
-            self.connect = lambda _address: LocalConnection(self.device.connect())
-
-    def close(self) -> None:
-        if self.server is not None:
-            self.server.stop()
-        self.device.close()
-
-    def authorize(self, index: int, provider_id: str, ttl: int = 3600) -> AuthorizationBundle:
-        initial = StaticKeys.generate(0x01)
-        expires = int(time.time()) + ttl
-        conn = self.connect(self.address)
-        try:
-            isd = IsdSession(conn)
-            isd.select()
-            isd.authenticate(gp_test_keys())
-            isd.place_authorization(container_aid(index), provider_id, initial, expires)
-        finally:
-            conn.close()
-        return AuthorizationBundle(
-            f"auth-{provider_id}-{index}",
-            self.device.device_id.hex().upper(),
-            self.address,
-            f"container-{index}",
-            container_aid(index),
-            initial.kvn,
-            initial,
-            initial.kcvs(),
-            expires,
-        )
-
-    def holder(self, index: int) -> tuple[Connection, ContainerSession]:
-        conn = self.connect(self.address)
-        session = ContainerSession(conn, container_aid(index))
-        session.select()
-        return conn, session
-
-
-def _spec(quota: int) -> ContainerSpec:
-    return ContainerSpec(quota_bytes=quota)
 
 
 @pytest.fixture(params=["inprocess", "tcp"])
@@ -368,6 +307,8 @@ def test_two_providers_on_one_device_over_tcp(operator: LiveOperator, tmp_path: 
             assert {o.name for o in session.list_objects()} == {b"b-secret"}  # GET STATUS: only B's content
             assert isinstance(pub_b, ed25519.Ed25519PublicKey)
             pub_b.verify(PkiClient(session).sign(1, b"B"), b"B")
+            assert OtpClient(session).list() == []  # A's credential is not in B's container
+            assert [(e.slot, e.algorithm.name) for e in PkiClient(session).list()] == [(1, "ED25519")]
         with providers["A"].open(a.name) as session:
             assert {o.name for o in session.list_objects()} == {b"a-secret"}  # GET STATUS: only A's content
             assert isinstance(pub_a, ec.EllipticCurvePublicKey)
@@ -394,5 +335,41 @@ def test_two_providers_on_one_device_over_tcp(operator: LiveOperator, tmp_path: 
                 session.authenticate(a.keys)
         with providers["B"].open(b.name) as session:
             assert session.get_object(b"b-secret") == b"only for B"
+    finally:
+        dev.stop()
+
+
+def test_cli_against_the_operator(operator: LiveOperator, tmp_path: Path) -> None:
+    """``tenantcard provider`` request -> take-ownership -> containers -> revoke, over real HTTP and TCP."""
+    admin = operator.admin()
+    dev = manufacture(admin, containers=1, quota=8192, serial="SER-PROVIDER-CLI")
+    try:
+        p = admin.post("/v1/admin/providers", json={"name": "CLI Provider"}).json()
+        contract = admin.post("/v1/admin/contracts", json={"provider_id": p["id"], "option": "A", "quota": 4096})
+        env = {
+            "TENANTCARD_KEYSTORE": str(tmp_path / "cli.ks"),
+            "TENANTCARD_KEYSTORE_PASSPHRASE": "cli passphrase",
+            "TENANTCARD_OPERATOR_URL": operator.url,
+            "TENANTCARD_PROVIDER_CREDENTIAL": p["credential"],
+        }
+
+        def run(*args: str) -> Result:
+            return CliRunner().invoke(cli, ["provider", *args], env=env, catch_exceptions=False)
+
+        assert run("keystore", "init").exit_code == 0
+        bundle = tmp_path / "bundle.json"
+        r = run("request", "--contract", contract.json()["id"], "--serial", dev.serial, "--out", str(bundle))
+        assert r.exit_code == 0, r.output
+        assert "bundle saved" in r.output and p["credential"] not in r.output
+        r = run("take-ownership", str(bundle))
+        assert r.exit_code == 0, r.output
+        name = f"{dev.device_id.upper()}/F07463000000"
+        assert "owned" in run("containers").output
+        r = run("request", "--contract", "no-such-contract", "--serial", dev.serial, "--out", str(bundle))
+        assert r.exit_code == 1 and "operator:" in r.output and "Traceback" not in r.output
+        r = run("revoke", name, "--yes")
+        assert r.exit_code == 0, r.output
+        assert name not in run("list").output
+        assert "no keys for container" in run("status", name).output
     finally:
         dev.stop()

@@ -164,24 +164,33 @@ def init(
         raise click.ClickException(f"{store} exists already; a device store is never overwritten")
     specs = [ContainerSpec(quota_bytes=quota or DEFAULT_QUOTA) for _ in range(containers)]
     isd_keys = None if dev_keys else StaticKeys.generate(kvn, int(key_length))
+    uri = vault_uri or default_vault_uri(store)
+    scheme, _, vault_path = uri.partition(":")
+    new_vault_file = Path(vault_path) if scheme == "file" and vault_path and not Path(vault_path).exists() else None
     keys_fd: int | None = None
+    created: list[Path] = []  # removed again if init fails: nothing half-made stays behind
     done = False
     with _errors():
         try:
             if keys_out is not None:
                 # O_EXCL: the key file is written exactly once; 0600 from the start, never wider.
                 keys_fd = os.open(keys_out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            vault = _vault(vault_uri or default_vault_uri(store), create=True)
+                created.append(keys_out)
+            if new_vault_file is not None:
+                created.append(new_vault_file)
+            vault = _vault(uri, create=True)
             spec = dev_spec(specs, isd_keys=isd_keys)
-            create_device_store(store, spec, vault)
+            create_device_store(store, spec, vault)  # cleans up after itself when it fails
+            created += [store, Path(f"{store}-wal"), Path(f"{store}-shm")]
             if keys_fd is not None and isd_keys is not None:
                 _write_keys(keys_fd, spec.device_id, spec.serial, isd_keys)
             done = True
         finally:
             if keys_fd is not None:
                 os.close(keys_fd)
-            if not done and keys_fd is not None and keys_out is not None:
-                keys_out.unlink(missing_ok=True)
+            if not done:
+                for path in created:
+                    path.unlink(missing_ok=True)
     if dev_keys:
         _stderr().print(Panel(DEV_KEYS_WARNING, title="WARNING", style="bold red"))
     click.echo(f"created device {spec.device_id.hex()} (serial {spec.serial}) with {containers} containers in {store}")

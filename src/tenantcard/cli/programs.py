@@ -1,7 +1,8 @@
 """``programs``: a provider's commands for sandboxed WebAssembly programs in its containers (docs/programs.md).
 
-keygen and sign work offline. The other commands open the container named by ``--container`` (an entry of
-the provider's keystore) with the provider's keys, as ``tenantcard provider`` does.
+keygen, sign and examples work offline. The other commands open the container named by their CONTAINER
+argument (an entry of the provider's keystore) with the provider's keys, as ``tenantcard provider`` does; the
+keystore is this group's ``--keystore`` or, mounted under ``tenantcard provider``, that command's.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -58,39 +60,60 @@ def _password() -> bytes | None:
     return value.encode() if value else None
 
 
-def _container_options(fn: F) -> F:
-    fn = click.option(
-        "--container",
-        "container",
-        required=True,
-        metavar="NAME",
-        help="The container's entry in the keystore (see 'tenantcard provider list').",
-    )(fn)
-    fn = click.option(
-        "--keystore",
-        type=click.Path(dir_okay=False, path_type=Path),
-        envvar=KEYSTORE_ENV,
-        required=True,
-        help=f"The provider's keystore file (or ${KEYSTORE_ENV}); its passphrase from ${PASSPHRASE_ENV} or a prompt.",
-    )(fn)
-    return fn
+def _container_argument(fn: F) -> F:
+    return click.argument("container")(fn)
 
 
 @contextlib.contextmanager
-def _session(keystore: Path, container: str) -> Iterator[ContainerSession]:
-    from tenantcard.provider.keystore import FileKeystore
-    from tenantcard.provider.sdk import Provider
-
-    passphrase = os.environ.get(PASSPHRASE_ENV) or click.prompt("keystore passphrase", hide_input=True)
+def _session(container: str) -> Iterator[ContainerSession]:
+    """The container's session with the provider's channel open (level 33)."""
+    where = click.get_current_context().find_object(_Where)
+    if where is None:
+        raise click.UsageError(f"give --keystore (or ${KEYSTORE_ENV})")
     with _errors():
-        store = FileKeystore.open(keystore, passphrase)
-        with Provider(store).open(container) as session:
+        provider = where.provider()
+        with provider.open(container) as session:
             yield session
 
 
+@dataclass
+class _Where:
+    """Where the container keys are: ``--keystore`` of this group, else the enclosing provider command's."""
+
+    keystore: Path | None
+    parent: object
+
+    def provider(self) -> Any:
+        from tenantcard.provider.keystore import FileKeystore
+        from tenantcard.provider.sdk import Provider
+
+        if self.keystore is not None:
+            passphrase = os.environ.get(PASSPHRASE_ENV) or click.prompt(
+                "keystore passphrase", hide_input=True, err=True
+            )
+            return Provider(FileKeystore.open(self.keystore, passphrase))
+        make = getattr(self.parent, "provider", None)
+        if callable(make):
+            return make()
+        raise click.UsageError(f"give --keystore (or ${KEYSTORE_ENV})")
+
+
 @click.group("programs")
-def programs() -> None:
-    """Sign, load and run sandboxed WebAssembly programs in your containers."""
+@click.option(
+    "--keystore",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar=KEYSTORE_ENV,
+    default=None,
+    help=f"Keystore file (or ${KEYSTORE_ENV}; default: that of 'tenantcard provider'); passphrase from "
+    f"${PASSPHRASE_ENV} or a prompt.",
+)
+@click.pass_context
+def programs(ctx: click.Context, keystore: Path | None) -> None:
+    """Sign, load and run sandboxed WebAssembly programs in your containers (docs/programs.md).
+
+    A container is named by its keystore entry, DEVICE_ID/AID, as in 'tenantcard provider list'.
+    """
+    ctx.obj = _Where(keystore, ctx.obj)
 
 
 @programs.command("keygen")
@@ -177,9 +200,9 @@ def sign(
 
 
 @programs.command("trust")
-@_container_options
+@_container_argument
 @click.option("--key", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
-def trust(keystore: Path, container: str, key: Path) -> None:
+def trust(container: str, key: Path) -> None:
     """Install the public half of a program-signing key in the container: from then on it accepts only
     programs signed by that key."""
     from tenantcard.client.programs import ProgramsClient
@@ -187,22 +210,22 @@ def trust(keystore: Path, container: str, key: Path) -> None:
 
     with _errors():
         signer = load_signing_key(key, _password())
-    with _session(keystore, container) as session, _errors():
+    with _session(container) as session, _errors():
         ProgramsClient(session).put_signing_key(algorithm_of(signer), public_key_bytes(signer))
     click.echo("program-signing key installed")
 
 
 @click.command("install")
-@_container_options
+@_container_argument
 @click.argument("load_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def install(keystore: Path, container: str, load_file: Path) -> None:
+def install(container: str, load_file: Path) -> None:
     """Load a signed load file (made by 'sign'): installs the program, or upgrades it to a higher version."""
     from tenantcard.client.programs import ProgramsClient
     from tenantcard.wire.programs import LoadFile
 
     with _errors():
         parsed = LoadFile.parse(load_file.read_bytes())
-    with _session(keystore, container) as session, _errors():
+    with _session(container) as session, _errors():
         ProgramsClient(session).install(parsed)
     m = parsed.signed.manifest
     click.echo(f"program {m.program_id} version {m.version} installed")
@@ -213,16 +236,16 @@ programs.add_command(install, "load")
 
 
 @programs.command("list")
-@_container_options
+@_container_argument
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def list_programs(keystore: Path, container: str, as_json: bool) -> None:
+def list_programs(container: str, as_json: bool) -> None:
     """The container's programs."""
     from rich.console import Console
     from rich.table import Table
 
     from tenantcard.client.programs import ProgramsClient
 
-    with _session(keystore, container) as session, _errors():
+    with _session(container) as session, _errors():
         entries = ProgramsClient(session).list()
     if as_json:
         rows = [
@@ -260,16 +283,16 @@ def list_programs(keystore: Path, container: str, as_json: bool) -> None:
 
 
 @programs.command("invoke")
-@_container_options
+@_container_argument
 @click.argument("program_id", type=click.IntRange(1, 254))
 @click.option("--p2", type=click.IntRange(0, 255), default=0, show_default=True)
 @click.option("--data", "data_hex", default="", metavar="HEX", help="Command data.")
-def invoke(keystore: Path, container: str, program_id: int, p2: int, data_hex: str) -> None:
+def invoke(container: str, program_id: int, p2: int, data_hex: str) -> None:
     """Send command data to a program; prints its answer and status word (exit 1 unless 9000)."""
     from tenantcard.client.programs import ProgramsClient, trap_reason
 
     data = _hex(data_hex, "--data")
-    with _session(keystore, container) as session, _errors():
+    with _session(container) as session, _errors():
         result = ProgramsClient(session).invoke(program_id, data, p2)
     if result.data:
         click.echo(result.data.hex())
@@ -280,34 +303,34 @@ def invoke(keystore: Path, container: str, program_id: int, p2: int, data_hex: s
 
 
 @programs.command("delete")
-@_container_options
+@_container_argument
 @click.argument("program_id", type=click.IntRange(1, 254))
-def delete(keystore: Path, container: str, program_id: int) -> None:
+def delete(container: str, program_id: int) -> None:
     """Delete a program and its data objects."""
     from tenantcard.client.programs import ProgramsClient
 
-    with _session(keystore, container) as session, _errors():
+    with _session(container) as session, _errors():
         ProgramsClient(session).delete(program_id)
     click.echo(f"program {program_id} deleted")
 
 
 @programs.command("genkey")
-@_container_options
+@_container_argument
 @click.argument("key_id", type=click.IntRange(1, 254))
 @click.option("--type", "key_type", type=click.Choice(["ed25519", "p256"]), default="ed25519", show_default=True)
-def genkey(keystore: Path, container: str, key_id: int, key_type: str) -> None:
+def genkey(container: str, key_id: int, key_type: str) -> None:
     """Generate a signing key for programs in the container (it never leaves it); prints the public key."""
     from tenantcard.client.programs import ProgramsClient
     from tenantcard.wire.programs import ProgramKeyType
 
     kt = ProgramKeyType.ED25519 if key_type == "ed25519" else ProgramKeyType.ECDSA_P256
-    with _session(keystore, container) as session, _errors():
+    with _session(container) as session, _errors():
         public = ProgramsClient(session).generate_key(key_id, kt)
     click.echo(public.hex())
 
 
 @programs.command("putkey")
-@_container_options
+@_container_argument
 @click.argument("key_id", type=click.IntRange(1, 254))
 @click.option(
     "--hmac-secret-file",
@@ -315,7 +338,7 @@ def genkey(keystore: Path, container: str, key_id: int, key_type: str) -> None:
     required=True,
     help="File holding the raw HMAC-SHA256 secret (16..64 bytes); it travels encrypted (level 33).",
 )
-def putkey(keystore: Path, container: str, key_id: int, hmac_secret_file: Path) -> None:
+def putkey(container: str, key_id: int, hmac_secret_file: Path) -> None:
     """Import an HMAC key for programs in the container."""
     from tenantcard.client.programs import ProgramsClient
     from tenantcard.wire.programs import ProgramKeyType
@@ -324,7 +347,7 @@ def putkey(keystore: Path, container: str, key_id: int, hmac_secret_file: Path) 
         secret = hmac_secret_file.read_bytes()
     if not 16 <= len(secret) <= 64:
         raise click.ClickException("an HMAC secret is 16..64 bytes")
-    with _session(keystore, container) as session, _errors():
+    with _session(container) as session, _errors():
         ProgramsClient(session).put_key(key_id, ProgramKeyType.HMAC_SHA256, secret)
     click.echo(f"HMAC key {key_id} imported")
 

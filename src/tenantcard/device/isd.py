@@ -6,6 +6,8 @@ the operator key set at security level 01 or more (GP 2.3.1 §10.6).
 
 from __future__ import annotations
 
+import logging
+
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -38,6 +40,8 @@ from tenantcard.wire.gp import (
 from tenantcard.wire.sw import SW, ApduError
 from tenantcard.wire.tenant import Authorization, ContainerInfo, encode_entries
 from tenantcard.wire.tlv import Tlv, as_dict, find
+
+log = logging.getLogger(__name__)
 
 # GP 2.3.1 §7.4.1.3 / Annex H: card recognition data OIDs (1.2.840.114283.x)
 _OID_CARD_RECOGNITION = bytes.fromhex("2A864886FC6B01")
@@ -343,7 +347,10 @@ class IsdApp(SecurityDomainApp):
             objects = store.objects(index)
             rights = Rights(provider=False, holder=False, security_level=0)
             for function in self.ctx.functions:
-                function.destroy(FunctionContext(index, rights, objects, self.ctx.random, self.ctx.clock))
+                try:
+                    function.destroy(FunctionContext(index, rights, objects, self.ctx.random, self.ctx.clock))
+                except Exception:  # revocation must always work (invariant 4); the wipe below removes the rest
+                    log.exception("function %s failed to release container %d", function.name, index)
         store.wipe_container(index)
         return ResponseApdu.of(SW.OK, b"\x00")
 

@@ -84,8 +84,12 @@ class CardSession:
         ctx = self._device.context
         if self._scope is None:
             self._app = IsdApp(ctx)
-        elif ctx.store.container(self._scope) is not None:
-            self._app = ContainerApp(ctx, self._scope)
+            return
+        try:
+            if ctx.store.container(self._scope) is not None:
+                self._app = ContainerApp(ctx, self._scope)
+        except (StoreError, sqlite3.Error):
+            log.exception("store failure at power-on; nothing selected")  # commands will answer 6581
 
     def power_on(self) -> bytes:
         with self._device.lock:

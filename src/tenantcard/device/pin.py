@@ -5,6 +5,7 @@ and each failed attempt is committed before its 63Cx goes out.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from dataclasses import dataclass
 
@@ -84,7 +85,8 @@ class HolderPin:
         if record.tries_left == 0:
             raise ApduError(SW.AUTH_METHOD_BLOCKED, "PIN blocked")
         check_pin_format(candidate)
-        if hmac.compare_digest(candidate, record.pin):
+        # Compare digests: constant time whatever the lengths of the two PINs.
+        if hmac.compare_digest(hashlib.sha256(candidate).digest(), hashlib.sha256(record.pin).digest()):
             if record.tries_left != record.max_tries:
                 self._save(PinRecord(record.pin, record.max_tries, record.max_tries))
             return SW.OK

@@ -158,14 +158,18 @@ class Store:
         path = Path(path)
         if path.exists():
             raise StoreError(f"store {path} exists already")
+        dsk = random(32)
+        sealed = vault.seal(dsk, cls._dsk_aad(device_id))  # a vault failure leaves no file behind
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except OSError as exc:
             raise StoreError(f"cannot create store {path}: {exc.strerror}") from exc
         os.close(fd)
-        dsk = random(32)
-        sealed = vault.seal(dsk, cls._dsk_aad(device_id))
-        conn = cls._connect(path)
+        try:
+            conn = cls._connect(path)
+        except sqlite3.Error as exc:
+            path.unlink(missing_ok=True)
+            raise StoreError(f"cannot create store: {exc}") from exc
         try:
             conn.execute("BEGIN IMMEDIATE")
             for statement in _SCHEMA.strip().split(";"):

@@ -18,7 +18,13 @@ from tenantcard.idp.db.repositories import IdpRepository
 from tenantcard.idp.errors import IdpError
 from tenantcard.idp.login.base import LoginMethod
 from tenantcard.idp.login.device import Connector, DeviceLoginMethod, tcp_connector
-from tenantcard.idp.login.directory import DeviceDirectory, DirectoryError, HttpDeviceDirectory, fetch_operator_ca
+from tenantcard.idp.login.directory import (
+    DeviceDirectory,
+    DirectoryError,
+    HttpDeviceDirectory,
+    PointerRegistry,
+    fetch_operator_ca,
+)
 from tenantcard.idp.oidc.clients import ClientService
 from tenantcard.idp.oidc.keys import KeyService
 from tenantcard.idp.oidc.routes import router
@@ -109,7 +115,8 @@ def create_app(
                 allow_direct_addresses=settings.allow_direct_addresses,
             )
         ]
-    service = OidcService(server, keys, issuer, login_methods, settings.default_login_method)
+    pointers = directory if isinstance(directory, PointerRegistry) else None
+    service = OidcService(server, keys, issuer, login_methods, settings.default_login_method, pointers)
 
     app = FastAPI(
         title="tenantcard identity provider",

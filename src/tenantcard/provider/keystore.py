@@ -54,7 +54,7 @@ class ContainerRecord:
 
     @staticmethod
     def default_name(device_id: str, aid: bytes) -> str:
-        return f"{device_id}/{aid.hex().upper()}"
+        return f"{device_id.upper()}/{aid.hex().upper()}"
 
     def public_json(self) -> dict[str, Any]:
         return {

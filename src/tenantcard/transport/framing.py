@@ -126,6 +126,11 @@ class FrameDecoder:
         self._buf = bytearray()
 
     def feed(self, data: bytes) -> list[bytes]:
+        if not self._buf and len(data) >= HEADER_LEN:
+            # The usual case on a request/response link: one whole frame in one segment, nothing buffered.
+            length = decode_length(data[:HEADER_LEN], self.max_payload)
+            if len(data) == HEADER_LEN + length:
+                return [bytes(data[HEADER_LEN:])]
         self._buf += data
         out: list[bytes] = []
         while len(self._buf) >= HEADER_LEN:

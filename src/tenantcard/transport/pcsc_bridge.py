@@ -22,6 +22,7 @@ import logging
 import select
 import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -43,6 +44,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_POLL_INTERVAL = 0.1
 DEFAULT_RETRY_INTERVAL = 0.25
 CONNECT_TIMEOUT = 2.0
+REAPPEAR_DELAY = 0.6
 
 _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 
@@ -110,6 +112,11 @@ class _CardSession:
         if len(response) > MAX_PAYLOAD:
             log.error("%s: response of %d bytes does not fit a vpcd frame", self._label, len(response))
             response = SW.UNKNOWN.to_bytes()
+        if log.isEnabledFor(logging.DEBUG):
+            # Header and status word only: command and response data may carry PINs and keys.
+            log.debug(
+                "%s: %s -> %s len=%d", self._label, apdu[:4].hex().upper(), response[-2:].hex().upper(), len(response)
+            )
         return response
 
 
@@ -212,6 +219,14 @@ class VpcdBridge:
             select.select([self._wake_r], [], [], seconds)
         self._drain_wake()
 
+    def _hold_off(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self._stopping.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._pause(left)
+
     def _run(self) -> None:
         while not self._stopping.is_set():
             if not self._is_present():
@@ -230,8 +245,9 @@ class VpcdBridge:
                     sock.close()
                 self._connected.clear()
                 self._disconnected.set()
-            if not self._stopping.is_set():
-                self._pause(self.retry_interval)
+            # Stay away long enough for pcscd to see this card leave before the next one comes: it polls its
+            # readers about every 0.4 s, and a card swapped within one poll looks like the old one to it.
+            self._hold_off(max(self.retry_interval, REAPPEAR_DELAY))
 
     def _serve(self, sock: socket.socket) -> None:
         sock.settimeout(None)

@@ -3,8 +3,8 @@
 Each TCP connection gets its own card session from ``slot.connect()``. The event loop only reads and decodes
 frames; every card call (connect, power, execute) runs in a worker thread, because device calls block
 (SQLite), and the device serializes them itself. A connection has one worker at a time, so its commands run
-in the order they arrived. Whatever a peer sends, the server keeps serving the others: an oversized frame, a stalled
-peer or a failing card closes that one connection only.
+in the order they arrived. Whatever a peer sends, the server keeps serving the others: an oversized frame,
+a stalled peer or a failing card closes that one connection only.
 """
 
 from __future__ import annotations
@@ -53,8 +53,9 @@ class ServerError(TransportError):
 
 
 def _quickack(sock: Any) -> None:
-    # PCSC-NOTES gotcha 1: a peer that writes length and payload separately with Nagle on costs a delayed
-    # ACK (~40 ms) per message unless TCP_QUICKACK is set before every recv; it is not sticky (tcp(7)).
+    # vsmartcard vpcd 3.3 writes length and payload in two send() calls with Nagle on: without an immediate
+    # ACK each message waits for the delayed-ACK timer (~40 ms). TCP_QUICKACK is not sticky (tcp(7)), so it
+    # is set again before every read.
     if sock is not None and _QUICKACK is not None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
@@ -160,9 +161,12 @@ class _Connection(asyncio.Protocol):
             self._pending.extend(frames)
             start = not self._busy
             self._busy = True
+            # _paused is set and cleared under the lock: the worker that clears it schedules the resume, which
+            # the loop then runs after this pause (reading stays paused until then: no data_received between).
             pause = len(self._pending) > MAX_QUEUED_FRAMES and not self._paused
+            if pause:
+                self._paused = True
         if pause and self._transport is not None:
-            self._paused = True
             self._transport.pause_reading()
         if start:
             self._server.workers.submit(self._drain)
@@ -176,6 +180,7 @@ class _Connection(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
         if self._refused:
+            self._server.lingering.discard(self)
             return
         with self._lock:
             self._closed = True
@@ -186,8 +191,7 @@ class _Connection(asyncio.Protocol):
             self._server.workers.submit(self._finish)
 
     def _resume_reading(self) -> None:
-        if self._paused and self._transport is not None and not self._transport.is_closing():
-            self._paused = False
+        if self._transport is not None and not self._transport.is_closing():
             self._transport.resume_reading()
 
     def _refuse(self) -> None:
@@ -195,6 +199,7 @@ class _Connection(asyncio.Protocol):
         # until it hangs up (at most REFUSE_LINGER s), so that closing does not turn into a reset that could
         # discard the answer before the peer reads it.
         self._refused = True
+        self._server.lingering.add(self)
         log.warning("refusing connection from %s: %d connections open", self.peer, self._server.active_connections)
         if self._transport is not None:
             self._transport.write(encode_frame(b""))
@@ -234,12 +239,16 @@ class _Connection(asyncio.Protocol):
                     break
                 payload = self._pending.popleft()
                 resume = self._paused and len(self._pending) <= MAX_QUEUED_FRAMES // 2
+                if resume:
+                    self._paused = False
             if resume:
                 self._loop.call_soon_threadsafe(self._resume_reading)
             try:
                 reply = self._handle(decode_message(payload))
             except Exception as exc:
                 log.error("%s: card session failed (%s); closing", self.peer, type(exc).__name__)
+                with self._lock:
+                    self._pending.clear()  # nothing more is executed for this connection
                 self._loop.call_soon_threadsafe(self._close_transport)
                 continue
             if reply is not None:
@@ -361,6 +370,7 @@ class DeviceServer:
         self.workers = _Workers(workers)
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
+        self.lingering: set[_Connection] = set()  # refused, waiting for the peer to hang up
         self._all_released = asyncio.Event()
         self._all_released.set()
         self.host = ""
@@ -406,7 +416,7 @@ class DeviceServer:
         """Stop accepting and drop every open connection (each card session is powered off)."""
         if self._server is not None:
             self._server.close()
-        for conn in list(self._connections):
+        for conn in [*self._connections, *self.lingering]:
             conn.abort()
 
     async def wait_closed(self) -> None:

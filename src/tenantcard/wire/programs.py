@@ -68,7 +68,7 @@ class ProgramSW(IntEnum):
 
     OUT_OF_FUEL = 0x6F01  # instruction budget of the call spent
     DEADLINE = 0x6F02  # wall-clock deadline of the call passed (epoch interruption)
-    MEMORY_LIMIT = 0x6F03  # trap while linear memory stands at its limit, or instantiation over the limit
+    MEMORY_LIMIT = 0x6F03  # trap after the program grew linear memory to its limit, or instantiation over it
     STACK_OVERFLOW = 0x6F04
     HOST_POINTER = 0x6F05  # a pointer/length handed to a host function lies outside linear memory
     MEMORY_OUT_OF_BOUNDS = 0x6F06  # guest load/store outside linear memory

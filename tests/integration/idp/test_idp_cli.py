@@ -49,3 +49,45 @@ def test_serve_without_an_operator_is_a_clean_error(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'idp.db'}"
     result = CliRunner().invoke(cli, ["idp", "serve", "--db", db, "--listen", "127.0.0.1:0"])
     assert result.exit_code != 0 and "operator" in result.output
+
+
+def test_serve_answers_discovery(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+    from cryptography.hazmat.primitives import serialization
+    from tests.unit.idp.idp_support import new_ca
+
+    pem = tmp_path / "ca.pem"
+    pem.write_bytes(new_ca().cert.public_bytes(serialization.Encoding.PEM))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "tenantcard.cli.main", "idp", "serve", "--listen", f"127.0.0.1:{port}"]
+    command += [
+        "--db",
+        f"sqlite:///{tmp_path / 'idp.db'}",
+        "--operator",
+        "http://127.0.0.1:9",
+        "--operator-ca",
+        str(pem),
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                doc = httpx.get(f"http://127.0.0.1:{port}/.well-known/openid-configuration", timeout=1).json()
+                break
+            except httpx.HTTPError:
+                assert process.poll() is None, process.stdout.read() if process.stdout else b""
+                assert time.monotonic() < deadline, "the IdP did not start"
+                time.sleep(0.1)
+        assert doc["issuer"] == f"http://127.0.0.1:{port}"
+        assert httpx.get(doc["jwks_uri"]).json()["keys"][0]["alg"] == "ES256"
+    finally:
+        process.terminate()
+        process.wait(10)

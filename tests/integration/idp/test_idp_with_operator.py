@@ -115,17 +115,25 @@ def test_phase_two_with_the_real_operator(operator: LiveOperator, tmp_path: Path
                     signature = PkiClient(session).sign(1, challenge)
                 public.verify(signature, challenge, ec.ECDSA(hashes.SHA256()))
 
-                # Same provider, same sub, by address this time.
+                # Same provider, same sub, by address this time, and by the sub itself.
                 _, _, nonce2, raw2 = _login(issuer, client, dev.address)
                 assert oidc.verify_id_token(raw2, nonce2).sub == token.sub
+                _, _, nonce3, raw3 = _login(issuer, client, token.sub)
+                assert oidc.verify_id_token(raw3, nonce3).device_address == dev.address
+
+                # The sub is the operator's IdP pointer for this device: phase 1 by pointer.
+                by_pointer = sdk.operator.request_container(  # type: ignore[union-attr]
+                    contract.json()["id"], idp_pointer=token.sub
+                )
+                assert by_pointer.bundle is not None and by_pointer.bundle.device_id.lower() == dev.device_id
 
                 # Phase 3: the holder reports the device lost; it can no longer log in.
                 lost = operator.client(holder["credential"]).post(f"/v1/holder/devices/{dev.device_id}/lost")
                 assert lost.status_code == 202
                 wait_job(admin, lost.json()["id"])
-                browser, _, _, raw3 = _login(issuer, client, dev.device_id)
+                browser, _, _, raw4 = _login(issuer, client, dev.device_id)
                 refused = parse_qs(urlsplit(browser.headers["location"]).query)
-                assert refused["error"] == ["access_denied"] and raw3 == ""
+                assert refused["error"] == ["access_denied"] and raw4 == ""
             idp_app.state.engine.dispose()
     finally:
         dev.stop()

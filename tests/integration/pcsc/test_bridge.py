@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import statistics
 import struct
@@ -186,3 +187,15 @@ def test_every_transport_gives_each_connection_its_own_card_session(card_connect
     assert a[1:] == (1, b"one", 0x9000) and b[1:] == (1, b"two", 0x9000)
     assert a[0] != b[0]
     assert parse_echo(first.transmit(echo_apdu()))[:2] == (a[0], 2)
+
+
+def test_bridge_logs_headers_never_data(
+    echo: tuple[EchoSlot, VpcdBridge, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    _, _, reader = echo
+    secret = b"31415926"
+    with caplog.at_level(logging.DEBUG, logger="tenantcard.transport.pcsc_bridge"), PcscConnection(reader) as conn:
+        conn.transmit(bytes([0x00, 0x20, 0x00, 0x80, len(secret)]) + secret)
+    text = caplog.text
+    assert "00200080" in text
+    assert secret.hex() not in text.lower() and secret.decode() not in text

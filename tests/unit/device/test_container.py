@@ -365,3 +365,20 @@ def test_pin_counter_survives_reopen(host: Hosts, clock: Clock, device: Device, 
     h.select_container(0)
     assert verify(h, b"0000") == SW.retries(3)
     reopened.close()
+
+
+def test_no_key_or_pin_in_logs_or_errors(host: Hosts, clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("DEBUG")
+    keys, prov = own(host, 0, clock)
+    assert prov.send(CommandApdu(0x00, 0x24, 0x01, 0x80, b"\x03" + b"735911")).sw == SW.OK
+    holder = host()
+    holder.select_container(0)
+    assert verify(holder, b"000000") == SW.retries(2)
+    intruder = host()
+    intruder.select_container(0)
+    assert intruder.authenticate(StaticKeys.generate(0x31)) == SW.VERIFY_FAILED
+    text = caplog.text + " ".join(repr(r.args) for r in caplog.records)
+    for secret in (keys.enc, keys.mac, keys.dek):
+        assert secret.hex() not in text and secret.hex().upper() not in text
+    assert "735911" not in text and "000000" not in text
+    assert "failed authentication" in text  # the failure itself is logged, without what was tried

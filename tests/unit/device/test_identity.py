@@ -36,9 +36,7 @@ def test_verify_accepts_the_device_and_nothing_else() -> None:
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = make_ca("Operator Root", ca_key)
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = issue_device_certificate(
-        ca_key, ca, key.public_key(), DEVICE_ID, "SN-1", NOW + datetime.timedelta(days=1)
-    )
+    cert = issue_device_certificate(ca_key, ca, key.public_key(), DEVICE_ID, "SN-1", NOW + datetime.timedelta(days=1))
     assert device_id_of(cert) == DEVICE_ID
     challenge = b"x" * 32
     sig = sign_challenge(key, DEVICE_ID, challenge)
@@ -60,9 +58,7 @@ def test_verify_accepts_the_device_and_nothing_else() -> None:
         verify_device_auth([cert], ca, DEVICE_ID, challenge, sign_challenge(rogue, DEVICE_ID, challenge))
     # An expired certificate fails path validation.
     with pytest.raises(IdentityError):
-        verify_device_auth(
-            [cert], ca, DEVICE_ID, challenge, sig, now=NOW + datetime.timedelta(days=2)
-        )
+        verify_device_auth([cert], ca, DEVICE_ID, challenge, sig, now=NOW + datetime.timedelta(days=2))
 
 
 def test_chain_with_an_intermediate() -> None:
@@ -89,7 +85,9 @@ def test_chain_with_an_intermediate() -> None:
         .sign(root_key, hashes.SHA256())
     )
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = issue_device_certificate(inter_key, inter, key.public_key(), DEVICE_ID, "SN-2", NOW + datetime.timedelta(days=1))
+    cert = issue_device_certificate(
+        inter_key, inter, key.public_key(), DEVICE_ID, "SN-2", NOW + datetime.timedelta(days=1)
+    )
     challenge = bytes(64)
     sig = sign_challenge(key, DEVICE_ID, challenge)
     verify_device_auth([cert, inter], root, DEVICE_ID, challenge, sig)

@@ -230,3 +230,14 @@ def test_revoke_any_state(host: Hosts, clock: Clock, operator_keys: StaticKeys, 
     states = {e.lifecycle for e in parse_status_entries(op.get_status().data)}
     assert states == {LifeCycle.SELECTABLE}
     device.check()
+
+
+def test_after_rotation_the_session_uses_the_new_dek(host: Hosts, operator_keys: StaticKeys, clock: Clock) -> None:
+    op = host()
+    op.select_isd()
+    assert op.authenticate(operator_keys) == SW.OK
+    new = StaticKeys.generate(0x31)
+    assert op.put_key(operator_keys, new).sw == SW.OK
+    initial = StaticKeys.generate(1)
+    assert op.place_authorization(operator_keys, 0, "p", initial, int(clock()) + 60) == SW.INCORRECT_DATA
+    assert op.place_authorization(new, 0, "p", initial, int(clock()) + 60) == SW.OK

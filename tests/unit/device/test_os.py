@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tests.unit.device.hostkit import Clock, Host, own
 
 from tenantcard.crypto.scp03 import StaticKeys
 from tenantcard.device.errors import DeviceError, StoreError
@@ -16,7 +17,6 @@ from tenantcard.device.os import ATR, Device
 from tenantcard.wire.apdu import CommandApdu
 from tenantcard.wire.gp import ISD_AID, container_aid
 from tenantcard.wire.sw import SW
-from tests.unit.device.hostkit import Clock, Host, own
 
 Hosts = Callable[..., Host]
 
@@ -167,10 +167,13 @@ def test_connect_errors(device: Device) -> None:
     with pytest.raises(DeviceError):
         device.connect(99)
     card = device.connect()
+    scoped = device.connect(0)
     device.close()
     with pytest.raises(DeviceError):
         device.connect()
     assert sw(card.execute(b"\x80\xca\x00\xcf\x00")) == SW.MEMORY_FAILURE
+    assert scoped.power_on() == ATR  # a store failure at power-on selects nothing, and raises nothing
+    assert sw(scoped.execute(b"\x80\xca\x00\xcf\x00")) == SW.COMMAND_NOT_ALLOWED
 
 
 def test_open_errors(tmp_path: Path, store_path: Path) -> None:

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from tests.unit.idp.idp_support import (
+    ISSUER,
     REDIRECT_A,
     REDIRECT_B,
     Ca,
+    Clock,
+    Idp,
     InMemoryDirectory,
     RunningDevice,
     new_ca,
@@ -23,43 +24,8 @@ from tests.unit.idp.idp_support import (
 from tenantcard.idp.app import create_app
 from tenantcard.idp.domain import Disclosure
 from tenantcard.idp.login.directory import DeviceStatus
-from tenantcard.idp.oidc.clients import ClientService, NewClient
+from tenantcard.idp.oidc.clients import ClientService
 from tenantcard.idp.settings import IdpSettings
-from tenantcard.provider.oidc import OidcClient
-
-ISSUER = "http://127.0.0.1:8600"
-
-
-class Clock:
-    def __init__(self) -> None:
-        import time
-
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@dataclass
-class Idp:
-    app: FastAPI
-    http: TestClient
-    clock: Clock
-    directory: InMemoryDirectory
-    bank: NewClient  # pairwise, sector bank.example
-    mail: NewClient  # pairwise, sector mail.example
-    gov: NewClient  # pairwise + device_id
-    anon: NewClient  # anonymous
-
-    def oidc_client(self, client: NewClient, redirect_uri: str | None = None) -> OidcClient:
-        return OidcClient(
-            ISSUER,
-            client.client.client_id,
-            client.client_secret,
-            redirect_uri or client.client.redirect_uris[0],
-            http=self.http,
-            clock=self.clock,
-        )
 
 
 @pytest.fixture(scope="session")
@@ -77,6 +43,7 @@ def device(tmp_path: Path, ca: Ca) -> Iterator[RunningDevice]:
 def idp(tmp_path: Path, ca: Ca, device: RunningDevice) -> Iterator[Idp]:
     directory = InMemoryDirectory()
     directory.handles["my-card"] = device.address
+    directory.handles[device.device_id] = device.address
     directory.statuses[device.device_id] = DeviceStatus.ACTIVE
     clock = Clock()
     settings = IdpSettings(issuer=ISSUER, db_url=f"sqlite:///{tmp_path / 'idp.db'}", device_timeout_seconds=5)

@@ -1,5 +1,5 @@
 """Shared pieces of the identity provider's tests: a real software device served over TCP, an in-memory device
-directory (for the flow's tests only: the HTTP one talks to the operator), and helpers that drive the code flow."""
+directory (for the flow's tests only: the HTTP one talks to the operator), and functions that drive the code flow."""
 
 from __future__ import annotations
 
@@ -15,13 +15,52 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
 from tenantcard.crypto.identity import issue_device_certificate, make_ca
 from tenantcard.device.keyvault import FileKeyVault
 from tenantcard.device.os import Device
 from tenantcard.device.provision import DeviceSpec, create_device_store, gp_test_keys
 from tenantcard.idp.login.directory import DeviceStatus, UnknownDeviceError
+from tenantcard.idp.oidc.clients import NewClient
+from tenantcard.provider.oidc import OidcClient
 from tenantcard.transport.tcp_server import DeviceServerThread
+
+ISSUER = "http://127.0.0.1:8600"
+
+
+class Clock:
+    def __init__(self) -> None:
+        import time
+
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Idp:
+    app: FastAPI
+    http: TestClient
+    clock: Clock
+    directory: InMemoryDirectory
+    bank: NewClient  # pairwise, sector bank.example
+    mail: NewClient  # pairwise, sector mail.example
+    gov: NewClient  # pairwise + device_id
+    anon: NewClient  # anonymous
+
+    def oidc_client(self, client: NewClient, redirect_uri: str | None = None) -> OidcClient:
+        return OidcClient(
+            ISSUER,
+            client.client.client_id,
+            client.client_secret,
+            redirect_uri or client.client.redirect_uris[0],
+            http=self.http,
+            clock=self.clock,
+        )
+
 
 REDIRECT_A = "https://bank.example/callback"
 REDIRECT_B = "https://mail.example/oidc"
@@ -33,6 +72,7 @@ class InMemoryDirectory:
     def __init__(self) -> None:
         self.handles: dict[str, str] = {}
         self.statuses: dict[str, DeviceStatus] = {}
+        self.pointers: dict[str, str] = {}  # pointer -> device id
 
     def resolve(self, handle: str) -> str:
         try:
@@ -45,6 +85,9 @@ class InMemoryDirectory:
             return self.statuses[device_id]
         except KeyError:
             raise UnknownDeviceError("unknown device") from None
+
+    def register_pointer(self, device_id: str, pointer: str) -> None:
+        self.pointers[pointer] = device_id
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey
-from tests.unit.idp.conftest import ISSUER, Idp
 from tests.unit.idp.idp_support import (
+    ISSUER,
     REDIRECT_A,
     REDIRECT_B,
+    Idp,
     RunningDevice,
     authorize,
     authorize_params,
@@ -128,6 +129,24 @@ def test_pairwise_subjects(idp: Idp, device: RunningDevice) -> None:
         subs[name] = idp.oidc_client(client).exchange(query["code"], query["state"], request).sub  # type: ignore[arg-type]
     assert subs["bank"] == subs["bank2"]  # stable for one provider
     assert subs["bank"] != subs["mail"]  # different across providers
+
+
+def test_the_pairwise_sub_names_the_device_for_that_client_only(idp: Idp, device: RunningDevice) -> None:
+    request, query = _login(idp, idp.bank, device.address)
+    bank_sub = idp.oidc_client(idp.bank).exchange(query["code"], query["state"], request).sub  # type: ignore[arg-type]
+    assert idp.directory.pointers == {bank_sub: device.device_id}  # recorded at the operator once
+    # The provider logs the holder in again by the sub it holds; the device still proves itself.
+    request, query = _login(idp, idp.bank, bank_sub)
+    again = idp.oidc_client(idp.bank).exchange(query["code"], query["state"], request)  # type: ignore[arg-type]
+    assert again.sub == bank_sub and again.device_address == device.address
+    assert len(idp.directory.pointers) == 1
+    # Another client cannot use the bank's sub to reach the device.
+    params = authorize_params(idp.mail.client.client_id, REDIRECT_B, new_pkce(), bank_sub)
+    assert redirect_query(authorize(idp.http, params))["error"] == "access_denied"
+    # Anonymous clients leave no pointer behind.
+    request, query = _login(idp, idp.anon, device.address)
+    idp.oidc_client(idp.anon).exchange(query["code"], query["state"], request)  # type: ignore[arg-type]
+    assert len(idp.directory.pointers) == 1
 
 
 def test_device_id_only_for_clients_allowed_and_anonymous_mode(idp: Idp, device: RunningDevice) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Iterator
@@ -27,7 +28,7 @@ PASSPHRASE = "correct horse battery staple"
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+def served(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     """A device with container 1 owned by the provider, served over TCP; the keystore holding its keys."""
     path = tmp_path / "device.db"
     vault = FileKeyVault(tmp_path / "vault.key")
@@ -54,56 +55,60 @@ def served(tmp_path: Path) -> Iterator[tuple[Path, str]]:
         device.close()
 
 
-def run(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(programs, list(args), env={PASSPHRASE_ENV: PASSPHRASE, SIGNING_PASSWORD_ENV: "pw"})
+def run(*args: str, keystore: Path | None = None) -> tuple[int, str]:
+    options = ["--keystore", str(keystore)] if keystore is not None else []
+    env = {PASSPHRASE_ENV: PASSPHRASE, SIGNING_PASSWORD_ENV: "pw"}
+    result = CliRunner().invoke(programs, [*options, *args], env=env)
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     return result.exit_code, result.output
 
 
 def test_keygen_sign_trust_install_invoke_delete(served: tuple[Path, Path]) -> None:
     keystore, tmp = served
-    where = ["--keystore", str(keystore), "--container", "c1"]
-    code, out = run("keygen", "--out", str(tmp / "signer.pem"))
+    cli = functools.partial(run, keystore=keystore)
+    where = ["c1"]
+    code, out = cli("keygen", "--out", str(tmp / "signer.pem"))
     assert code == 0 and "public key" in out
-    assert run("keygen", "--out", str(tmp / "signer.pem"))[0] == 1  # never overwritten
-    assert run("examples", "--out", str(tmp / "ex"))[0] == 0
+    assert cli("keygen", "--out", str(tmp / "signer.pem"))[0] == 1  # never overwritten
+    assert cli("examples", "--out", str(tmp / "ex"))[0] == 0
     sign = ["sign", "--key", str(tmp / "signer.pem"), "--module", str(tmp / "ex" / "counter.wat")]
     sign += ["--container-aid", container_aid(1).hex(), "--program-id", "7", "--version", "1", "--name", "counter"]
-    code, out = run(*sign, "--out", str(tmp / "counter.load"))
+    code, out = cli(*sign, "--out", str(tmp / "counter.load"))
     assert code == 0, out
-    code, out = run("install", *where, str(tmp / "counter.load"))
+    code, out = cli("install", *where, str(tmp / "counter.load"))
     assert code == 1 and "no program-signing key is installed" in out
-    assert run("trust", *where, "--key", str(tmp / "signer.pem"))[0] == 0
-    code, out = run("load", *where, str(tmp / "counter.load"))
+    assert cli("trust", *where, "--key", str(tmp / "signer.pem"))[0] == 0
+    code, out = cli("load", *where, str(tmp / "counter.load"))
     assert (code, out.strip()) == (0, "program 7 version 1 installed")
-    code, out = run("install", *where, str(tmp / "counter.load"))
+    code, out = cli("install", *where, str(tmp / "counter.load"))
     assert code == 1 and "equal or newer version" in out
-    code, out = run("list", *where, "--json")
+    code, out = cli("list", *where, "--json")
     assert code == 0
     [entry] = json.loads(out)
     assert (entry["program_id"], entry["name"], entry["version"], entry["access"]) == (7, "counter", 1, "provider")
-    assert run("list", *where)[0] == 0
-    code, out = run("invoke", *where, "7")
+    assert cli("list", *where)[0] == 0
+    code, out = cli("invoke", *where, "7")
     assert (code, out.splitlines()[0]) == (0, "00000001")
-    code, out = run("invoke", *where, "7", "--p2", "9")
+    code, out = cli("invoke", *where, "7", "--p2", "9")
     assert code == 1 and "SW 6A86" in out
-    assert run("delete", *where, "7")[0] == 0
-    code, out = run("delete", *where, "7")
+    assert cli("delete", *where, "7")[0] == 0
+    code, out = cli("delete", *where, "7")
     assert code == 1 and "no such program" in out
 
 
 def test_bad_input_is_a_message_not_a_traceback(served: tuple[Path, Path]) -> None:
     keystore, tmp = served
-    where = ["--keystore", str(keystore), "--container", "c1"]
+    cli = functools.partial(run, keystore=keystore)
+    where = ["c1"]
     (tmp / "broken.wat").write_text("(module (func $f (unknown_instr)))")
     (tmp / "hostile.wat").write_text(cases.HOSTILE)
-    run("keygen", "--out", str(tmp / "k.pem"))
+    cli("keygen", "--out", str(tmp / "k.pem"))
     base = ["sign", "--key", str(tmp / "k.pem"), "--container-aid", container_aid(1).hex(), "--version", "1"]
-    code, out = run(*base, "--module", str(tmp / "broken.wat"), "--program-id", "1", "--out", str(tmp / "x"))
+    code, out = cli(*base, "--module", str(tmp / "broken.wat"), "--program-id", "1", "--out", str(tmp / "x"))
     assert code == 1 and "broken.wat" in out
-    code, out = run(*base, "--module", str(tmp / "hostile.wat"), "--program-id", "1", "--out", str(tmp / "h.load"))
+    code, out = cli(*base, "--module", str(tmp / "hostile.wat"), "--program-id", "1", "--out", str(tmp / "h.load"))
     assert code == 0
-    code, out = run(
+    code, out = cli(
         *base,
         "--module",
         str(tmp / "hostile.wat"),
@@ -116,11 +121,22 @@ def test_bad_input_is_a_message_not_a_traceback(served: tuple[Path, Path]) -> No
     )
     assert code == 2 and "hex" in out
     (tmp / "garbage.load").write_bytes(b"\x01\x02\x03")
-    code, out = run("install", *where, str(tmp / "garbage.load"))
+    code, out = cli("install", *where, str(tmp / "garbage.load"))
     assert code == 1 and "Error" in out
-    run("trust", *where, "--key", str(tmp / "k.pem"))
-    assert run("install", *where, str(tmp / "h.load"))[0] == 0
-    code, out = run("invoke", *where, "1", "--p2", "1")
+    cli("trust", *where, "--key", str(tmp / "k.pem"))
+    assert cli("install", *where, str(tmp / "h.load"))[0] == 0
+    code, out = cli("invoke", *where, "1", "--p2", "1")
     assert code == 1 and "SW 6F01: the program ran out of fuel" in out
-    code, out = run("list", "--keystore", str(keystore), "--container", "nope")
+    code, out = cli("list", "nope")
     assert code == 1 and "Error" in out
+
+
+def test_keystore_from_this_group_or_the_provider_command(served: tuple[Path, Path]) -> None:
+    keystore, _ = served
+    code, out = run("list", "c1")
+    assert code == 2 and "--keystore" in out
+    from tenantcard.cli.main import cli as tenantcard
+
+    args = ["provider", "--keystore", str(keystore), "programs", "list", "c1", "--json"]
+    result = CliRunner().invoke(tenantcard, args, env={PASSPHRASE_ENV: PASSPHRASE})
+    assert (result.exit_code, json.loads(result.output)) == (0, [])

@@ -10,6 +10,8 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from tests.support.function_harness import HOLDER, NOBODY, PROVIDER, PROVIDER_MAC_ONLY, FunctionHarness
 from tests.unit.programs import cases
 
@@ -68,7 +70,7 @@ def install_signer(h: FunctionHarness, key: ProgramSigningKey) -> SW:
 
 def load(h: FunctionHarness, load_file: LoadFile | bytes, rights=PROVIDER, block: int = 2000) -> SW:
     raw = load_file.to_bytes() if isinstance(load_file, LoadFile) else load_file
-    blocks = [raw[i : i + block] for i in range(0, len(raw), block)]
+    blocks = [raw[i : i + block] for i in range(0, len(raw), block)] or [b""]
     for n, chunk in enumerate(blocks):
         r = h.send(rights, CommandApdu(0x84, ProgramIns.LOAD, 0x80 if n == len(blocks) - 1 else 0, n, chunk))
         if r.sw != SW.OK or n == len(blocks) - 1:
@@ -237,3 +239,38 @@ def test_bad_parameters(h: FunctionHarness, signer: ProgramSigningKey) -> None:
     assert h.send(PROVIDER, CommandApdu(0x84, ProgramIns.PUT_KEY, 2, 1, b"short")).sw == SW.INCORRECT_DATA
     assert h.send(PROVIDER, CommandApdu(0x84, ProgramIns.DELETE_KEY, 2, 0)).sw == SW.REFERENCED_DATA_NOT_FOUND
     assert h.send(NOBODY, CommandApdu(0x80, ProgramIns.LIST, 0, 0)).sw == SW.SECURITY_STATUS_NOT_SATISFIED
+
+
+LOAD_REFUSALS = {
+    SW.INCORRECT_DATA,
+    SW.SECURITY_STATUS_NOT_SATISFIED,
+    SW.REFERENCED_DATA_NOT_FOUND,
+    SW.FUNCTION_NOT_SUPPORTED,
+    SW.NOT_ENOUGH_MEMORY,
+    SW.ALREADY_EXISTS,
+}
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=st.binary(max_size=400), flip=st.integers(min_value=0), bit=st.integers(min_value=0, max_value=7))
+def test_any_load_file_gets_a_status_word(
+    h: FunctionHarness, signer: ProgramSigningKey, raw: bytes, flip: int, bit: int
+) -> None:
+    """Random bytes, and a valid load file with one bit flipped anywhere, are refused with a status word and
+    change nothing (DESIGN.md invariant 5)."""
+    before = snapshot(h)
+    assert load(h, raw) in LOAD_REFUSALS
+    good = bytearray(load_file(signer, example_wasm("counter"), version=1000).to_bytes())
+    good[flip % len(good)] ^= 1 << bit
+    sw = load(h, bytes(good))
+    assert sw in LOAD_REFUSALS
+    assert snapshot(h) == before
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(p1=st.integers(0, 255), p2=st.integers(0, 255), data=st.binary(max_size=64))
+def test_any_invoke_gets_a_status_word(h: FunctionHarness, signer: ProgramSigningKey, p1: int, p2: int, data: bytes):
+    if not h.store.objects(1).names(MANIFEST_KIND):
+        assert load(h, load_file(signer, example_wasm("pinsigner"))) == SW.OK
+    r = invoke(h, p1, p2, data)
+    assert 0x6000 <= r.sw <= 0x9FFF

@@ -199,3 +199,11 @@ def test_stores_are_separate_per_instance(sandbox: Sandbox) -> None:
         ia.call(a, KIND, PROVIDER, os.urandom, 0, b"")
     assert ib.call(b, KIND, PROVIDER, os.urandom, 0, b"").data == (1).to_bytes(4, "big")
     assert ia.store is not ib.store
+
+
+def test_a_trap_at_the_initial_memory_size_is_not_a_memory_failure(sandbox: Sandbox) -> None:
+    """A one-page program at its one-page limit that traps for another reason answers 6F07, not 6F03."""
+    limits = Limits(memory_bytes=65536, fuel=1_000_000, deadline_ms=100)
+    with pytest.raises(ProgramTrap) as caught:
+        run(sandbox, cases.HOSTILE, DictStore(), p2=7, limits=limits)
+    assert caught.value.sw == ProgramSW.TRAP

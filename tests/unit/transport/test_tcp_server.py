@@ -284,3 +284,56 @@ def test_serve_device_on_caller_event_loop(slot: EchoSlot) -> None:
     atr, answer = asyncio.run(scenario())
     assert atr == ECHO_ATR
     assert parse_echo(answer)[2] == b"loop"
+
+
+def extended_echo(data: bytes) -> bytes:
+    return bytes([0x80, 0x01, 0, 0, 0]) + len(data).to_bytes(2, "big") + data
+
+
+def test_pipelined_frames_are_answered_in_order(slot: EchoSlot) -> None:
+    with DeviceServerThread(slot) as server:
+        sock = raw_socket(server)
+        # reading pauses while more than a few frames wait, and resumes as the worker catches up
+        count = 600
+        sock.sendall(b"".join(encode_frame(echo_apdu(i.to_bytes(2, "big"))) for i in range(count)))
+        answers = [parse_echo(recv_frame(sock)) for _ in range(count)]
+        assert [a[1] for a in answers] == list(range(1, count + 1))
+        assert [a[2] for a in answers] == [i.to_bytes(2, "big") for i in range(count)]
+        sock.close()
+
+
+def test_large_answers_to_a_slow_reader_arrive_whole_and_in_order(slot: EchoSlot) -> None:
+    # The peer reads nothing until 12 answers of ~60 KB are queued, and the server's socket buffer is made
+    # small: direct writes from the worker come up short, and the rest goes out through the event loop,
+    # still whole and in order.
+    bodies = [bytes([i]) * 60000 for i in range(12)]
+    with DeviceServerThread(slot) as server:
+        sock = raw_socket(server)
+        assert server.server is not None
+        assert wait_for(lambda: server.server is not None and server.server.active_connections == 1)
+        (conn,) = server.server._connections
+        conn._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
+        sock.sendall(b"".join(encode_frame(extended_echo(body)) for body in bodies))
+        time.sleep(0.3)
+        for i, body in enumerate(bodies):
+            _, count, data, sw = parse_echo(recv_frame(sock))
+            assert (count, sw) == (i + 1, 0x9000)
+            assert data[2:] == body
+        assert conn._loop_writes  # the event-loop path was taken
+        sock.sendall(encode_frame(echo_apdu(b"after")))
+        assert parse_echo(recv_frame(sock))[2] == b"after"
+        sock.close()
+
+
+def test_stop_drops_lingering_refused_connections(slot: EchoSlot) -> None:
+    server = DeviceServerThread(slot, max_connections=1).start()
+    holder = TcpConnection(server.host, server.port)
+    refused = raw_socket(server)
+    assert recv_frame(refused) == b""  # vpcd "no card"
+    start = time.monotonic()
+    server.stop()
+    assert time.monotonic() - start < 5
+    assert is_closed_by_peer(refused)
+    refused.close()
+    with pytest.raises(TransportError):
+        holder.transmit(echo_apdu())

@@ -4,9 +4,9 @@ PKCS#11 module) uses the container as a PIV card.
 Two faces, one state (kept in the container's sealed ``ObjectStore``):
 
 * **Holder face**: the PIV card application, reached by SELECT of ``PIV_AID`` inside a container session and
-  then ISO-class commands (CLA 00, chaining CLA 10): SELECT, GET DATA, VERIFY, CHANGE REFERENCE DATA, RESET
-  RETRY COUNTER, GENERAL AUTHENTICATE (SP 800-73-4 Part 2 §3), with GET RESPONSE for long answers
-  (ISO 7816-4 §7.6.1). Card management (GENERATE ASYMMETRIC KEY PAIR, PUT DATA) is not offered to the holder:
+  then ISO-class commands (CLA 00): SELECT, GET DATA, VERIFY, CHANGE REFERENCE DATA, RESET RETRY COUNTER,
+  GENERAL AUTHENTICATE (SP 800-73-4 Part 2 §3); the card OS does command chaining and GET RESPONSE
+  (ISO 7816-4 §5.1.1.1, §7.6.1). Card management (GENERATE ASYMMETRIC KEY PAIR, PUT DATA) is not offered to the holder:
   PIV's card management key 9B is replaced by the provider's secure channel.
 * **Provider face**: proprietary commands CLA 80/84, INS 0x56-0x5F, accepted only inside the provider's SCP03
   channel (docs/protocol.md "PIV personality"): set up PIN/PUK and identifiers, generate key pairs, load data
@@ -22,6 +22,7 @@ import hmac
 from collections.abc import MutableMapping
 from dataclasses import dataclass, replace
 
+from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
@@ -68,6 +69,10 @@ STATE_NAME = b"state"
 _S_PIN = "piv.pin_verified"
 _S_PIN_ALWAYS = "piv.pin_fresh"  # PIN verified and not yet used by a 9C signature (SP 800-73-4 Part 1 §3.2.2)
 _S_INSTALLED = "piv.installed"
+
+# Fixed by this implementation; built once.
+_DISCOVERY = discovery_object()
+_APPLICATION_TEMPLATE = application_property_template()
 
 
 _CURVES: dict[Algorithm, ec.EllipticCurve] = {Algorithm.ECC_P256: ec.SECP256R1(), Algorithm.ECC_P384: ec.SECP384R1()}
@@ -214,7 +219,7 @@ class PivFunction:
 
     def select(self, ctx: FunctionContext, command: CommandApdu) -> ResponseApdu:
         """SELECT of the PIV application (SP 800-73-4 Part 2 §3.1.1): the application property template."""
-        return _response(application_property_template())
+        return _response(_APPLICATION_TEMPLATE)
 
     # -- helpers ------------------------------------------------------------------------------------------
 
@@ -241,9 +246,7 @@ class PivFunction:
             raise ApduError(SW.SECURE_MESSAGING_NOT_SUPPORTED)
         if command.cla & ~0x1C & 0xFF:
             raise ApduError(SW.CLA_NOT_SUPPORTED)
-        # Command chaining and GET RESPONSE are the card OS's (ISO 7816-4 §5.1.1.1, §7.6.1).
-        whole = command
-        ins = whole.ins
+        ins = command.ins
         if not ctx.session.get(_S_INSTALLED):
             if ctx.store.get(KIND_STATE, STATE_NAME) is None:
                 # Not set up by the provider: the application does not exist yet (ISO 7816-4 §7.1.1).
@@ -251,17 +254,17 @@ class PivFunction:
             # Only a fast path: a later removal makes the state and objects missing, which each command checks.
             ctx.session[_S_INSTALLED] = True
         if ins == PivIns.SELECT:
-            return self.select(ctx, whole)
+            return self.select(ctx, command)
         if ins == PivIns.GET_DATA:
-            return self._get_data(ctx, whole)
+            return self._get_data(ctx, command)
         if ins == PivIns.VERIFY:
-            return self._verify(ctx, whole)
+            return self._verify(ctx, command)
         if ins == PivIns.CHANGE_REFERENCE_DATA:
-            return self._change_reference(ctx, whole)
+            return self._change_reference(ctx, command)
         if ins == PivIns.RESET_RETRY_COUNTER:
-            return self._reset_retry_counter(ctx, whole)
+            return self._reset_retry_counter(ctx, command)
         if ins == PivIns.GENERAL_AUTHENTICATE:
-            return self._general_authenticate(ctx, whole)
+            return self._general_authenticate(ctx, command)
         if ins in (PivIns.GENERATE_ASYMMETRIC_KEY_PAIR, PivIns.PUT_DATA):
             # Card management needs key 9B, which this personality replaces by the provider's channel.
             raise ApduError(SW.SECURITY_STATUS_NOT_SATISFIED)
@@ -276,7 +279,7 @@ class PivFunction:
             raise ApduError(SW.INCORRECT_DATA)
         tag = int.from_bytes(request.value, "big")
         if tag == DataTag.DISCOVERY:
-            return _response(discovery_object())
+            return _response(_DISCOVERY)
         if tag in PIN_PROTECTED and not ctx.session.get(_S_PIN):
             raise ApduError(SW.SECURITY_STATUS_NOT_SATISFIED)
         content = ctx.store.get(KIND_OBJECT, request.value)
@@ -435,7 +438,7 @@ class PivFunction:
         pin, puk = fields.get(T_PIN), fields.get(T_PUK)
         if pin is None or puk is None or not 6 <= len(pin) <= 8:
             raise ApduError(SW.INCORRECT_DATA)
-        pin, puk = pad_pin(pin), puk
+        pin = pad_pin(pin)
         if not valid_pin_block(pin) or not valid_puk_block(puk):
             raise ApduError(SW.INCORRECT_DATA)
         pin_tries = self._tries(fields.get(T_PIN_TRIES), DEFAULT_PIN_TRIES)
@@ -476,13 +479,13 @@ class PivFunction:
         """INS 57, P2 = slot, data = 80 algorithm: a new key pair; answers 7F49 { 86 point }. The slot's
         certificate is removed (it certified the previous key)."""
         slot = self._slot(command.p2)
-        fields = as_dict(command.data)
+        raw = as_dict(command.data).get(0x80)
+        if raw is None or len(raw) != 1:
+            raise ApduError(SW.INCORRECT_DATA)
         try:
-            algorithm = Algorithm(int.from_bytes(fields.get(0x80, b"\x00")[:1] or b"\x00", "big"))
+            algorithm = Algorithm(raw[0])
         except ValueError:
             raise ApduError(SW.FUNCTION_NOT_SUPPORTED) from None
-        if len(fields.get(0x80, b"")) != 1:
-            raise ApduError(SW.INCORRECT_DATA)
         key = ec.generate_private_key(_CURVES[algorithm])
         der = key.private_bytes(
             serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -522,8 +525,6 @@ class PivFunction:
 
     @staticmethod
     def _check_certificate(ctx: FunctionContext, slot: KeyRef, content: bytes) -> None:
-        from cryptography import x509
-
         fields = as_dict(content)
         if 0x70 not in fields:
             raise ApduError(SW.INCORRECT_DATA)

@@ -14,11 +14,12 @@ only, keyed by the SHA-256 of the (validated) binary: no machine code is ever re
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import wasmtime
@@ -92,20 +93,37 @@ class Sandbox:
         self._lock = threading.Lock()
         self._ticker: threading.Thread | None = None
         self._stop = threading.Event()
+        self._busy = threading.Event()
+        self._running = 0
 
-    def _ensure_ticker(self) -> None:
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        """Marks guest code running: the epoch ticks only then (an idle device does not wake up)."""
         with self._lock:
             if self._ticker is None or not self._ticker.is_alive():
                 self._stop.clear()
                 self._ticker = threading.Thread(target=self._tick, name="wasm-epoch", daemon=True)
                 self._ticker.start()
+            self._running += 1
+            self._busy.set()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running -= 1
+                if self._running == 0:
+                    self._busy.clear()
 
     def _tick(self) -> None:
-        while not self._stop.wait(self.tick_seconds):
+        while not self._stop.is_set():
+            self._busy.wait()
+            if self._stop.wait(self.tick_seconds):
+                return
             self.engine.increment_epoch()
 
     def close(self) -> None:
         self._stop.set()
+        self._busy.set()
         if self._ticker is not None:
             self._ticker.join()
 
@@ -130,8 +148,8 @@ class Sandbox:
         return module
 
     def instantiate(self, module: wasmtime.Module, limits: Limits) -> ProgramInstance:
-        self._ensure_ticker()
-        return ProgramInstance(self, module, limits)
+        with self.running():
+            return ProgramInstance(self, module, limits)
 
 
 def _first_line(exc: Exception) -> str:
@@ -174,6 +192,7 @@ class ProgramInstance:
         assert isinstance(memory, wasmtime.Memory) and isinstance(invoke, wasmtime.Func)
         self._env.memory = memory
         self._invoke = invoke
+        self._initial_memory = memory.data_len(self.store)
 
     def _arm(self) -> None:
         self.store.set_fuel(self.limits.fuel)
@@ -199,11 +218,12 @@ class ProgramInstance:
         return ProgramSW.MEMORY_LIMIT
 
     def _at_memory_limit(self) -> bool:
-        """True when linear memory cannot grow by another page: a trap then is taken as the program running
-        out of memory (memory.grow answered -1 under the limiter, WebAssembly core spec §4.4.7)."""
+        """True when the program grew its linear memory up to the limit: a trap then is taken as the program
+        running out of memory (memory.grow answers -1 under the limiter, WebAssembly core spec §4.4.7)."""
         if self._env.memory is None:
             return False
-        return self.memory_size() + WASM_PAGE > self.limits.memory_bytes
+        size = self.memory_size()
+        return size > self._initial_memory and size + WASM_PAGE > self.limits.memory_bytes
 
     def call(
         self,
@@ -222,10 +242,14 @@ class ProgramInstance:
         self._env.call = HostCall(objects, ProgramKeys(store, self._parsed_keys), rights, random, data)
         self._arm()
         try:
-            result = self._invoke(self.store, p2, len(data))
+            with self._sandbox.running():
+                result = self._invoke(self.store, p2, len(data))
         except (wasmtime.Trap, wasmtime.WasmtimeError, ProgramTrap) as exc:
             self.broken = True
             raise ProgramTrap(self._classify(exc)) from None
+        except BaseException:
+            self.broken = True  # e.g. the store failed under a host function: the guest stopped mid-call
+            raise
         finally:
             call, self._env.call = self._env.call, None
         if not isinstance(result, int) or not valid_program_sw(result & 0xFFFF) or result >> 16:

@@ -79,3 +79,15 @@ class SecretRow(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class SubjectRow(Base):
+    """A pairwise subject issued to a sector, and the device it stands for: lets a provider name the device
+    by the ``sub`` it already holds (as ``login_hint``) without learning the device id or address."""
+
+    __tablename__ = "idp_subjects"
+
+    sector_identifier: Mapped[str] = mapped_column(String(255), primary_key=True)
+    sub: Mapped[str] = mapped_column(String(64), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[int] = mapped_column(Integer)

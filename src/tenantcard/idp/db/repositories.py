@@ -5,10 +5,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from tenantcard.idp.db.models import AccessTokenRow, AuthorizationCodeRow, ClientRow, SecretRow, SigningKeyRow
+from tenantcard.idp.db.models import (
+    AccessTokenRow,
+    AuthorizationCodeRow,
+    ClientRow,
+    SecretRow,
+    SigningKeyRow,
+    SubjectRow,
+)
 from tenantcard.idp.domain import AccessToken, AuthorizationCode, Disclosure, RegisteredClient, SigningKey
 
 
@@ -145,6 +152,13 @@ class IdpRepository:
                 )
             )
 
+    def purge(self, codes_before: int, tokens_before: int) -> None:
+        """Drop codes that expired before ``codes_before`` and access tokens that expired before
+        ``tokens_before`` (a used code is kept while a token it issued may live, so a replay still revokes)."""
+        with self._session() as s, s.begin():
+            s.execute(delete(AuthorizationCodeRow).where(AuthorizationCodeRow.expires_at < codes_before))
+            s.execute(delete(AccessTokenRow).where(AccessTokenRow.expires_at < tokens_before))
+
     def get_code(self, code_hash: str) -> AuthorizationCode | None:
         with self._session() as s:
             row = s.get(AuthorizationCodeRow, code_hash)
@@ -190,6 +204,17 @@ class IdpRepository:
         with self._session() as s, s.begin():
             result = s.execute(update(AccessTokenRow).where(AccessTokenRow.code_hash == code_hash).values(revoked=True))
             return int(result.rowcount)  # type: ignore[attr-defined]
+
+    # -- pairwise subjects
+    def remember_subject(self, sector_identifier: str, sub: str, device_id: str, now: int) -> None:
+        with self._session() as s, s.begin():
+            if s.get(SubjectRow, (sector_identifier, sub)) is None:
+                s.add(SubjectRow(sector_identifier=sector_identifier, sub=sub, device_id=device_id, created_at=now))
+
+    def device_for_subject(self, sector_identifier: str, sub: str) -> str | None:
+        with self._session() as s:
+            row = s.get(SubjectRow, (sector_identifier, sub))
+            return row.device_id if row is not None else None
 
     # -- secrets
     def get_or_create_secret(self, name: str, fresh: bytes) -> bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import enum
 import re
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 from urllib.parse import quote
 
 import httpx
@@ -31,6 +31,13 @@ class DeviceDirectory(Protocol):
         ...
 
     def status(self, device_id: str) -> DeviceStatus: ...
+
+
+@runtime_checkable
+class PointerRegistry(Protocol):
+    """Where the identity provider records the pointers it hands out (the operator's ``idp_pointer``)."""
+
+    def register_pointer(self, device_id: str, pointer: str) -> None: ...
 
 
 _DEVICE_ID = re.compile(r"^[0-9A-Fa-f]{20}$")
@@ -82,6 +89,22 @@ class HttpDeviceDirectory:
             return DeviceStatus(value)
         except ValueError as exc:
             raise DirectoryError("operator answered an unknown device status") from exc
+
+    def register_pointer(self, device_id: str, pointer: str) -> None:
+        """``POST {base}/v1/admin/devices/{device_id}/pointers``: the operator then accepts ``pointer`` as
+        the ``idp_pointer`` naming this device (phase 1: a provider asks for a container by it)."""
+        if not _DEVICE_ID.match(device_id):
+            raise UnknownDeviceError("not a device id")
+        try:
+            response = self._client.post(
+                f"/v1/admin/devices/{quote(device_id.lower(), safe='')}/pointers", json={"pointer": pointer}
+            )
+        except httpx.HTTPError as exc:
+            raise DirectoryError(f"operator unreachable: {type(exc).__name__}") from exc
+        if response.status_code == 404:
+            raise UnknownDeviceError("unknown device")
+        if response.status_code not in (200, 201, 204):
+            raise DirectoryError(f"operator answered HTTP {response.status_code}")
 
     def close(self) -> None:
         self._client.close()

@@ -37,6 +37,8 @@ _AUTHORIZE_FORM = {
                             "code_challenge",
                             "code_challenge_method",
                             "login_hint",
+                            "login_method",
+                            "prompt",
                         )
                     },
                 }
@@ -156,6 +158,8 @@ async def authorize_get(
     code_challenge: Annotated[str | None, Query()] = None,
     code_challenge_method: Annotated[str | None, Query()] = None,
     login_hint: Annotated[str | None, Query(description="tcp://host:port, or a device handle")] = None,
+    login_method: Annotated[str | None, Query(description="Login method plug-in (default: device)")] = None,
+    prompt: Annotated[str | None, Query()] = None,
 ) -> Response:
     result = await run_in_threadpool(_service(request).authorize, _http(request))
     return _to_response(result)

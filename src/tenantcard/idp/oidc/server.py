@@ -9,6 +9,7 @@ description to Authlib's ``OAuth2Request`` (Authlib's Starlette integration is c
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 from collections import defaultdict
 from collections.abc import Mapping
@@ -22,10 +23,11 @@ from authlib.oauth2.rfc6749.requests import JsonRequest, OAuth2Payload
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import OpenIDCode
 from authlib.oidc.core.models import AuthorizationCodeMixin
+from sqlalchemy.exc import IntegrityError
 
 from tenantcard.idp.clock import Clock, RandomBytes
 from tenantcard.idp.db.repositories import IdpRepository
-from tenantcard.idp.domain import AccessToken, AuthorizationCode, RegisteredClient
+from tenantcard.idp.domain import AccessToken, AuthorizationCode, Disclosure, RegisteredClient
 from tenantcard.idp.login.base import AuthenticatedSubject
 from tenantcard.idp.oidc.clients import verify_secret
 from tenantcard.idp.oidc.tokens import TokenIssuer
@@ -271,6 +273,8 @@ class IdpServer(AuthorizationServer):  # type: ignore[misc]
         return base64.urlsafe_b64encode(self._random(32)).rstrip(b"=").decode()
 
     def store_code(self, code: str, request: OAuth2Request) -> None:
+        now = int(self._clock())
+        self._repo.purge(codes_before=now - self._access_lifetime, tokens_before=now)
         logged_in: LoggedIn = request.user
         data = request.payload.data
         self._repo.add_code(
@@ -287,7 +291,7 @@ class IdpServer(AuthorizationServer):  # type: ignore[misc]
                 device_address=logged_in.subject.device_address,
                 amr=logged_in.subject.amr,
                 auth_time=logged_in.subject.auth_time,
-                expires_at=int(self._clock()) + self._code_lifetime,
+                expires_at=now + self._code_lifetime,
                 used_at=None,
             )
         )
@@ -307,6 +311,17 @@ class IdpServer(AuthorizationServer):  # type: ignore[misc]
         if stored.expires_at <= now:
             return None
         return _CodeModel(stored)
+
+    def device_for_subject(self, client_id: str, sub: str) -> str | None:
+        """The device a pairwise ``sub`` of this client stands for, if the IdP issued it."""
+        client = self._repo.get_client(client_id)
+        if client is None or client.disclosure is Disclosure.ANONYMOUS or len(sub) > 64:
+            return None
+        return self._repo.device_for_subject(client.sector_identifier, sub)
+
+    def pairwise_subject(self, client_id: str, device_id: str) -> str | None:
+        client = self._repo.get_client(client_id)
+        return self._issuer.pairwise(client, device_id) if client is not None else None
 
     def nonce_seen(self, client_id: str, nonce: str) -> bool:
         return self._repo.nonce_seen(client_id, nonce)
@@ -332,6 +347,11 @@ class IdpServer(AuthorizationServer):  # type: ignore[misc]
         client: OAuthClient = request.client
         # The subject claims are fixed here, once, so the ID token and userinfo agree (anonymous subjects too).
         request.subject_claims = self._issuer.subject_claims(client.client, code)
+        if client.client.disclosure is not Disclosure.ANONYMOUS:
+            with contextlib.suppress(IntegrityError):  # remembered concurrently by another token request
+                self._repo.remember_subject(
+                    client.client.sector_identifier, request.subject_claims["sub"], code.device_id, int(self._clock())
+                )
         self._repo.add_token(
             AccessToken(
                 token_hash=secret_hash(token["access_token"]),

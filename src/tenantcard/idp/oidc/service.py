@@ -11,6 +11,7 @@ from typing import Any
 from authlib.oauth2.rfc6749.errors import AccessDeniedError, InvalidClientError, InvalidRequestError, OAuth2Error
 
 from tenantcard.idp.login.base import LoginContext, LoginError, LoginFailure, LoginMethod
+from tenantcard.idp.login.directory import DirectoryError, PointerRegistry
 from tenantcard.idp.oidc.keys import ALGORITHM, KeyService
 from tenantcard.idp.oidc.server import HttpRequest, IdpServer, LoggedIn, OAuthResponse
 
@@ -57,11 +58,13 @@ class OidcService:
         issuer: str,
         login_methods: list[LoginMethod],
         default_login_method: str,
+        pointers: PointerRegistry | None = None,
     ) -> None:
         if not login_methods:
             raise ValueError("at least one login method is needed")
         self._server = server
         self._keys = keys
+        self._pointers = pointers
         self.issuer = issuer.rstrip("/")
         self._methods = {m.name: m for m in login_methods}
         self._default = default_login_method if default_login_method in self._methods else login_methods[0].name
@@ -131,15 +134,32 @@ class OidcService:
         hint = params.get("login_hint")
         if not hint:
             return self._login_page(params)
+        client_id: str = request.payload.client_id
+        # A pairwise sub this client already holds names its device (the device still has to prove itself).
+        known_device = self._server.device_for_subject(client_id, hint)
         try:
-            subject = method.authenticate(LoginContext(client_id=request.payload.client_id, login_hint=hint))
+            subject = method.authenticate(LoginContext(client_id=client_id, login_hint=known_device or hint))
         except LoginError as exc:
             log.info("login refused (%s): %s", exc.reason.value, exc)
             return self._server.error_response(self._login_error(exc, grant.redirect_uri, state))
+        self._register_pointer(client_id, subject.device_id)
         response: OAuthResponse = self._server.create_authorization_response(
             request, grant_user=LoggedIn(subject, method.name), grant=grant
         )
         return response
+
+    def _register_pointer(self, client_id: str, device_id: str) -> None:
+        """First login of a device for a sector: tell the operator that the client's ``sub`` names the device,
+        so the provider can ask for a container by it (``idp_pointer``). Best effort: a failure only logs."""
+        if self._pointers is None:
+            return
+        sub = self._server.pairwise_subject(client_id, device_id)
+        if sub is None or self._server.device_for_subject(client_id, sub) is not None:
+            return
+        try:
+            self._pointers.register_pointer(device_id, sub)
+        except DirectoryError as exc:
+            log.warning("could not record the pointer at the operator: %s", exc)
 
     @staticmethod
     def _login_error(exc: LoginError, redirect_uri: str, state: str | None) -> OAuth2Error:

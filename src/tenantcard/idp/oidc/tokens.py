@@ -37,6 +37,12 @@ class TokenIssuer:
         self._clock = clock
         self._random = random_bytes
 
+    def pairwise(self, client: RegisteredClient, device_id: str) -> str | None:
+        """The client's pairwise ``sub`` for the device; None for an anonymous client (no stable subject)."""
+        if client.disclosure is Disclosure.ANONYMOUS:
+            return None
+        return pairwise_subject(self._secret, client.sector_identifier, device_id)
+
     def subject_claims(self, client: RegisteredClient, code: AuthorizationCode) -> dict[str, Any]:
         """``sub`` and the device claims this client may see (its ``disclosure`` attribute)."""
         if client.disclosure is Disclosure.ANONYMOUS:

@@ -111,22 +111,24 @@ class DeviceOps:
         """
         env = self._env
         with env.db.transaction() as s:
+            rows = {row.index: row for row in repo.containers_of_device(s, device_id)}
             for index, info in list(status.items()):
-                row = repo.container_at(s, device_id, index)
+                row = rows.get(index)
                 if info.state == DeviceState.AUTHORIZED and (row is None or row.state != ContainerState.AUTHORIZED):
                     isd.revoke(index)
                     status[index] = ContainerInfo(index, DeviceState.AVAILABLE, None)
                     env.audit.append(s, "operator", "container.orphan_revoked", f"{device_id}/{index}")
                     info = status[index]
                 if row is None:
-                    row = Container(
-                        id=new_id("cnt", env.random),
-                        device_id=device_id,
-                        index=index,
-                        state=_STATE.get(info.state, ContainerState.AVAILABLE),
-                        updated_at=env.now(),
+                    s.add(
+                        Container(
+                            id=new_id("cnt", env.random),
+                            device_id=device_id,
+                            index=index,
+                            state=_STATE.get(info.state, ContainerState.AVAILABLE),
+                            updated_at=env.now(),
+                        )
                     )
-                    s.add(row)
                     continue
                 new_state = _STATE.get(info.state)
                 if new_state is None or new_state == row.state:
