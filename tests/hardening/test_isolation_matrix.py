@@ -96,7 +96,7 @@ EXPECTED: dict[str, dict[str, str]] = {
     },
     "OWNED": {
         "select": "Y Y Y Y Y",
-        "open secure channel": "Y Y - - -",  # invariant 1: not the operator's keys; invariant 2: not B's
+        "open secure channel": "- Y - - -",  # invariant 1: not the operator's keys; invariant 2: not B's
         "PUT KEY": "- Y - - -",
         "store object": "- Y - - -",
         "read provider object": "- Y - - -",

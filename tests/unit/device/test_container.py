@@ -373,12 +373,12 @@ def test_no_key_or_pin_in_logs_or_errors(host: Hosts, clock: Clock, caplog: pyte
     assert prov.send(CommandApdu(0x00, 0x24, 0x01, 0x80, b"\x03" + b"735911")).sw == SW.OK
     holder = host()
     holder.select_container(0)
-    assert verify(holder, b"000000") == SW.retries(2)
+    assert verify(holder, b"864297") == SW.retries(2)
     intruder = host()
     intruder.select_container(0)
     assert intruder.authenticate(StaticKeys.generate(0x31)) == SW.VERIFY_FAILED
     text = caplog.text + " ".join(repr(r.args) for r in caplog.records)
     for secret in (keys.enc, keys.mac, keys.dek):
         assert secret.hex() not in text and secret.hex().upper() not in text
-    assert "735911" not in text and "000000" not in text
+    assert "735911" not in text and "864297" not in text
     assert "failed authentication" in text  # the failure itself is logged, without what was tried

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from tests.support.function_harness import HOLDER, NOBODY, PROVIDER, PROVIDER_MAC_ONLY, FunctionHarness
 from tests.support.oath_vectors import (
     HOTP_RFC4226,
@@ -19,6 +21,7 @@ from tests.support.oath_vectors import (
 
 from tenantcard.crypto.ocra import OcraSuite, hash_password
 from tenantcard.crypto.otp import HashAlgorithm, hmac_digest
+from tenantcard.device.functions.base import Rights
 from tenantcard.device.functions.challenge import ChallengeFunction
 from tenantcard.device.functions.otp import OtpFunction
 from tenantcard.wire.apdu import CommandApdu
@@ -217,3 +220,25 @@ def test_credential_repr_hides_the_secret() -> None:
     cred = OathCredential(b"a", CredentialKind.HOTP, b"very-secret-seed")
     assert "very-secret-seed" not in repr(cred)
     assert "7110" not in repr(CalculateRequest(b"o", password_hash=bytes.fromhex("7110eda4")))
+
+
+@pytest.mark.parametrize("function", [OtpFunction, ChallengeFunction], ids=["otp", "challenge"])
+def test_random_commands_get_status_words_never_exceptions(
+    function: type, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    h = FunctionHarness(tmp_path_factory.mktemp("fuzz"), function())
+    instructions = [i for i in range(0x30, 0x40) if h.function.handles(i)]
+    valid = OathCredential(b"k", CredentialKind.HOTP, HOTP_SECRET).to_bytes()
+
+    @given(
+        st.sampled_from(instructions),
+        st.integers(0, 3),
+        st.integers(0, 1),
+        st.one_of(st.binary(max_size=300), st.builds(lambda cut: valid[:cut], st.integers(0, len(valid)))),
+        st.sampled_from([HOLDER, NOBODY, PROVIDER, PROVIDER_MAC_ONLY]),
+    )
+    def check(ins: int, p1: int, p2: int, data: bytes, rights: Rights) -> None:
+        response = h.send(rights, CommandApdu(0x84, ins, p1, p2, data))  # an ApduError becomes its status word
+        assert response.sw == SW.OK or not response.data
+
+    check()

@@ -13,8 +13,11 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
+from hypothesis import given
+from hypothesis import strategies as st
 from tests.support.function_harness import HOLDER, NOBODY, PROVIDER, FunctionHarness
 
+from tenantcard.device.functions.base import Rights
 from tenantcard.device.functions.pki import KEY_KIND, PkiFunction
 from tenantcard.wire.apdu import CommandApdu
 from tenantcard.wire.functions import GenerateKeyRequest, KeyAlgorithm, KeyEntry, PkiIns
@@ -172,3 +175,21 @@ def test_quota_exceeded(tmp_path: Path) -> None:
     before = h.snapshot()
     assert generate(h, 2, KeyAlgorithm.EC_P256).sw == SW.NOT_ENOUGH_MEMORY
     assert h.snapshot() == before
+
+
+def test_random_commands_get_status_words_never_exceptions(tmp_path_factory: pytest.TempPathFactory) -> None:
+    h = FunctionHarness(tmp_path_factory.mktemp("fuzz"), PkiFunction())
+    assert generate(h, 1, KeyAlgorithm.EC_P256).ok
+
+    @given(
+        st.integers(0x40, 0x46),
+        st.integers(0, 2),
+        st.integers(0, 0x81),
+        st.binary(max_size=300),
+        st.sampled_from([HOLDER, NOBODY, PROVIDER]),
+    )
+    def check(ins: int, p1: int, p2: int, data: bytes, rights: Rights) -> None:
+        response = h.send(rights, CommandApdu(0x84, ins, p1, p2, data))  # an ApduError becomes its status word
+        assert response.sw == SW.OK or not response.data
+
+    check()
