@@ -224,6 +224,16 @@ def register(config: Path | None, db_url: str | None, vault_uri: str | None, nam
     _echo_json({"provider_id": p.id, "name": p.name, "credential": credential})
 
 
+@provider.command("rotate-credential")
+@_common
+@click.argument("provider_id")
+def rotate_credential(config: Path | None, db_url: str | None, vault_uri: str | None, provider_id: str) -> None:
+    """Revoke every credential of PROVIDER_ID and print a new one (shown this once)."""
+    with _services(config, db_url, vault_uri) as svc:
+        credential = svc.registry.new_provider_credential(provider_id)
+    _echo_json({"provider_id": provider_id, "credential": credential})
+
+
 @operator.group()
 def contract() -> None:
     """Create and end contracts."""

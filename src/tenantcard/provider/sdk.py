@@ -364,11 +364,13 @@ class Provider:
             self.keystore.save(record)
             try:
                 session.take_ownership(initial, new)  # checks the KCVs the device answers (GP 2.3.1 §11.8.3.1)
-            except (ClientError, CryptoError) as exc:
+            except StatusError as exc:  # a refusal: the device kept the initial keys
                 self._restore(record_name, previous)
                 raise OwnershipError(f"the device refused the new key set ({_sw_text(exc)})") from exc
-        except (ClientError, TransportError) as exc:
-            raise OwnershipError(f"taking ownership failed: {exc}") from exc
+        except (ClientError, CryptoError, TransportError) as exc:
+            # The outcome is unknown: the new keys stay in the keystore, the bundle's keys still work if the
+            # device did not apply PUT KEY.
+            raise OwnershipError(f"taking ownership did not complete ({_sw_text(exc)}); retry with the bundle") from exc
         finally:
             conn.close()
         self.check(record)
@@ -434,9 +436,23 @@ class Provider:
             self.keystore.save(rotated)
             try:
                 session.rotate_keys(new)
-            except (ClientError, CryptoError, TransportError) as exc:
+            except StatusError as exc:  # a refusal: the container kept the current keys
                 self.keystore.save(record)
                 raise OwnershipError(f"the container refused the new key set ({_sw_text(exc)})") from exc
+            except (ClientError, CryptoError, TransportError) as exc:
+                # Unknown outcome: keep both key sets, the current one under a second name.
+                backup = ContainerRecord(
+                    f"{name}~previous",
+                    record.device_id,
+                    record.device_address,
+                    record.aid,
+                    record.keys,
+                    record.provider_id,
+                )
+                self.keystore.save(backup)
+                raise OwnershipError(
+                    f"key rotation did not complete ({_sw_text(exc)}); the previous keys are kept as {backup.name!r}"
+                ) from exc
         self.check(rotated)
         return rotated
 

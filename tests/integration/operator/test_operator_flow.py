@@ -247,3 +247,13 @@ def test_malformed_requests_get_a_defined_error(live_operator: LiveOperator, bod
         "/v1/authorizations", content=b"{not json", headers={"content-type": "application/json"}
     )
     assert r.status_code == 422
+
+
+def test_provider_credential_rotation(live_operator: LiveOperator) -> None:
+    admin = live_operator.admin()
+    p = admin.post("/v1/admin/providers", json={"name": "Rotating"}).json()
+    fresh = admin.post(f"/v1/admin/providers/{p['id']}/credential")
+    assert fresh.status_code == 200 and fresh.json()["credential"] != p["credential"]
+    assert live_operator.client(p["credential"]).get("/v1/contracts").status_code == 401
+    assert live_operator.client(fresh.json()["credential"]).get("/v1/contracts").json() == []
+    assert admin.post("/v1/admin/providers/prv_none/credential").status_code == 404

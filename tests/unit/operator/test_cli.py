@@ -62,6 +62,8 @@ def test_admin_commands(settings: OperatorSettings, tmp_path: Path) -> None:
     code, out = _run("operator", "provider", "register", *common, "Acme")
     provider = json.loads(out)
     assert provider["credential"].startswith("tcp_")
+    code, out = _run("operator", "provider", "rotate-credential", *common, provider["provider_id"])
+    assert code == 0 and json.loads(out)["credential"] != provider["credential"]
     code, out = _run(
         "operator",
         "contract",

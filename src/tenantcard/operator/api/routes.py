@@ -11,7 +11,7 @@ from tenantcard.operator.api.auth import Authenticator
 from tenantcard.operator.api.errors import COMMON_RESPONSES
 from tenantcard.operator.db.models import Authorization, Container, Contract, ContractOption, Device, Job, Provider
 from tenantcard.operator.services.credentials import Principal
-from tenantcard.operator.services.errors import Conflict
+from tenantcard.operator.services.errors import Conflict, DeviceUnavailable
 from tenantcard.operator.services.facade import OperatorServices
 from tenantcard.operator.services.manufacturing import ContainerPlan
 from tenantcard.operator.services.placement import DeviceRef, Outcome
@@ -146,9 +146,9 @@ def build_router(svc: OperatorServices, auth: Authenticator) -> APIRouter:
         auth.limiter.check(request_source)
         try:
             return device_out(svc.registry.check_in(device_id.lower(), body.address))
-        except Conflict as exc:
-            if exc.code == "identity_failed":
-                auth.limiter.failure(request_source)
+        except (Conflict, DeviceUnavailable):
+            # a claim nobody proves counts against the caller (this also bounds probing through the operator)
+            auth.limiter.failure(request_source)
             raise
 
     # --- providers ---------------------------------------------------------------------------------------
@@ -264,6 +264,16 @@ def build_router(svc: OperatorServices, auth: Authenticator) -> APIRouter:
     @router.post("/admin/providers", tags=["admin"], status_code=201, summary="Register a provider")
     def register_provider(body: S.ProviderCreate, _: Admin) -> S.IssuedCredentialOut:
         provider, credential = svc.registry.register_provider(body.name)
+        return S.IssuedCredentialOut(id=provider.id, name=provider.name, credential=credential)
+
+    @router.post(
+        "/admin/providers/{provider_id}/credential",
+        tags=["admin"],
+        summary="Replace a provider's credentials by a new one (shown once)",
+    )
+    def rotate_provider_credential(provider_id: PathId, _: Admin) -> S.IssuedCredentialOut:
+        provider = svc.registry.provider(provider_id)
+        credential = svc.registry.new_provider_credential(provider_id)
         return S.IssuedCredentialOut(id=provider.id, name=provider.name, credential=credential)
 
     @router.get("/admin/providers", tags=["admin"])

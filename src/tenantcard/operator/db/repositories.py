@@ -160,8 +160,8 @@ def expired_authorizations(s: Session, now: int, *, limit: int = 100) -> Sequenc
     )
 
 
-def job(s: Session, job_id: str) -> Job | None:
-    return s.get(Job, job_id)
+def job(s: Session, job_id: str, *, for_update: bool = False) -> Job | None:
+    return s.get(Job, job_id, with_for_update=for_update)
 
 
 def running_jobs(s: Session) -> Sequence[Job]:

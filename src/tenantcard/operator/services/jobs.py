@@ -121,8 +121,8 @@ class Jobs:
         env = self._env
         settings = env.settings
         with env.db.transaction() as s:
-            item = s.get(JobItem, work.item_id)
-            job = repo.job(s, work.job_id)
+            item = s.get(JobItem, work.item_id, with_for_update=True)  # two runners never count one item twice
+            job = repo.job(s, work.job_id, for_update=True)
             if item is None or job is None or item.status != ItemStatus.PENDING:
                 return
             item.attempts += 1
