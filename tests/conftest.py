@@ -13,6 +13,8 @@ from tests.support.paths import load_vectors
 from tests.support.services import SoftHsmToken, fresh_postgres_database, init_softhsm_token
 from tests.support.transports import card_connect  # noqa: F401  (fixture: one test over every transport)
 
+pytest_plugins = ["tests.support.secret_scan"]
+
 settings.register_profile(
     "ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import stat
 import time
@@ -171,14 +172,31 @@ def test_serve_errors_are_one_line(tmp_path: Path) -> None:
         assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_serve_prints_address_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_serve_prints_address_and_stops_cleanly(tmp_path: Path, sig: signal.Signals) -> None:
     store = init_device(tmp_path)
     server = ServeProcess(store).start()
     assert server.host == "127.0.0.1" and server.port > 0
     with server.connect() as conn:
         assert sw_of(conn.transmit(SELECT_ISD)) == SW.OK
-    assert server.stop() == 0
-    assert "Traceback" not in server.log_path.read_text()
+        assert server.stop(sig=sig) == 0  # with a connection still open
+    log = server.log_path.read_text()
+    assert "Traceback" not in log and "stopped" in log
+
+
+def test_info_shows_states_and_no_secrets(tmp_path: Path) -> None:
+    store, keys = tmp_path / "prod.db", tmp_path / "isd.keys"
+    assert invoke("init", "--store", str(store), "--containers", "2", "--keys-out", str(keys)).exit_code == 0
+    result = invoke("info", "--store", str(store))
+    assert result.exit_code == 0
+    assert "F07463000000" in result.stdout and "F07463000001" in result.stdout
+    assert result.stdout.count("AVAILABLE") == 2
+    document = json.loads(keys.read_text())
+    assert document["serial"] in result.stdout
+    for name in ("enc", "mac", "dek"):
+        assert document[name] not in result.stdout.lower()
+    missing_vault = invoke("info", "--store", str(store), "--vault", f"file:{tmp_path / 'none'}")
+    assert missing_vault.exit_code == 1 and "no key vault" in missing_vault.stderr
 
 
 # --- bad input over TCP ---------------------------------------------------------------------------------
@@ -272,7 +290,7 @@ def opens_with(server: ServeProcess, aid: bytes, keys: StaticKeys) -> bool:
 def test_whole_lifecycle_over_tcp(tmp_path: Path) -> None:
     store = init_device(tmp_path, containers=1)
     operator_keys = gp_test_keys()
-    with ServeProcess(store) as server:
+    with ServeProcess(store, extra=("--log-level", "debug")) as server:
         # the operator creates a container and places the authorization of communication for provider A
         initial_a = StaticKeys.generate(0x01)
         with server.connect() as conn:
@@ -343,6 +361,13 @@ def test_whole_lifecycle_over_tcp(tmp_path: Path) -> None:
         assert not opens_with(server, aid, keys_a)
         assert not opens_with(server, aid, initial_b)
         assert server.stop() == 0
+    # invariant 7: no key and no object content in the device's log
+    log = server.log_path.read_text()
+    assert "connection from" in log
+    for keys in (initial_a, keys_a, initial_b, keys_b):
+        for key in (keys.enc, keys.mac, keys.dek):
+            assert key.hex() not in log.lower()
+    assert "provider A's data" not in log and b"provider A's data".hex() not in log.lower()
     # the store as left by the server opens cleanly and shows the final state
     info = json.loads(run_cli("device", "info", "--store", str(store), "--json").stdout)
     by_aid = {bytes.fromhex(c["aid"]): c for c in info["containers"]}

@@ -274,10 +274,12 @@ def test_two_providers_on_one_device_over_tcp(operator: LiveOperator, tmp_path: 
         providers: dict[str, Provider] = {}
         records = {}
         container_ids = {}
+        requests: dict[str, tuple[OperatorClient, str]] = {}
         for name in ("A", "B"):
             p = admin.post("/v1/admin/providers", json={"name": f"Provider {name}"}).json()
             contract = admin.post("/v1/admin/contracts", json={"provider_id": p["id"], "option": "A", "quota": 4096})
             client = OperatorClient(operator.url, p["credential"])
+            requests[name] = (client, contract.json()["id"])
             providers[name] = Provider(FileKeystore.create(tmp_path / f"{name}.ks", f"pw-{name}", n=2**10), client)
             status = client.request_container(contract.json()["id"], serial=dev.serial)
             assert status.bundle is not None and status.bundle.initial_keys is not None
@@ -335,6 +337,17 @@ def test_two_providers_on_one_device_over_tcp(operator: LiveOperator, tmp_path: 
                 session.authenticate(a.keys)
         with providers["B"].open(b.name) as session:
             assert session.get_object(b"b-secret") == b"only for B"
+
+        # The freed container goes out again empty: nothing of A's content or keys survives revocation.
+        client, contract_id = requests["A"]
+        again = client.request_container(contract_id, serial=dev.serial)
+        assert again.bundle is not None and again.bundle.container_aid == a.aid
+        fresh = providers["A"].take_ownership(again.bundle)
+        with providers["A"].open(fresh.name) as session:
+            assert session.list_objects() == [] and OtpClient(session).list() == [] and PkiClient(session).list() == []
+            with pytest.raises(FunctionError) as gone:
+                PkiClient(session).sign(1, b"old key?")
+            assert gone.value.sw == SW.REFERENCED_DATA_NOT_FOUND
     finally:
         dev.stop()
 

@@ -283,11 +283,11 @@ class ServeProcess:
             self.proc.wait(30)
             self._close_pipes()
 
-    def stop(self, timeout: float = 30.0) -> int:
-        """SIGTERM, then the exit status."""
+    def stop(self, timeout: float = 30.0, sig: signal.Signals = signal.SIGTERM) -> int:
+        """SIGTERM (or ``sig``), then the exit status."""
         assert self.proc is not None
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(sig)
         code = self.proc.wait(timeout)
         self._close_pipes()
         return code

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
+import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -40,7 +43,30 @@ def cli() -> None:
     """tenantcard: one secure device, several isolated containers rented by different service providers."""
 
 
+class _LogDirHandler(logging.FileHandler):
+    """Writes tenantcard's records to a file and keeps Python's last-resort stderr output for a process that
+    configures no handler of its own (the file handler must not silence its warnings)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        super().emit(record)
+        last = logging.lastResort
+        if not logging.getLogger().handlers and last is not None and record.levelno >= last.level:
+            last.handle(record)
+
+
+def _log_dir_handler() -> None:
+    """``TENANTCARD_LOG_DIR`` set: this process also writes its tenantcard log records (at the level its command
+    configures) to a file of its own in that folder, for whoever collects the logs of several processes."""
+    folder = os.environ.get("TENANTCARD_LOG_DIR")
+    if not folder:
+        return
+    handler = _LogDirHandler(Path(folder) / f"tenantcard-{os.getpid()}.log", delay=True)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("tenantcard").addHandler(handler)
+
+
 def main() -> None:
+    _log_dir_handler()
     try:
         cli.main(prog_name="tenantcard", standalone_mode=True)
     except KeyboardInterrupt:

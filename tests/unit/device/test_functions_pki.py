@@ -193,3 +193,22 @@ def test_random_commands_get_status_words_never_exceptions(tmp_path_factory: pyt
         assert response.sw == SW.OK or not response.data
 
     check()
+
+
+def test_loaded_keys_follow_replacement_deletion_and_revocation(pki: FunctionHarness) -> None:
+    first = serialization.load_der_public_key(generate(pki, 1, KeyAlgorithm.EC_P256).data)
+    assert isinstance(first, ec.EllipticCurvePublicKey)
+    first.verify(pki.send(HOLDER, CommandApdu(0x80, PkiIns.SIGN, 0, 1, b"m")).data, b"m", ec.ECDSA(hashes.SHA256()))
+    second = serialization.load_der_public_key(generate(pki, 1, KeyAlgorithm.EC_P256, p1=1).data)
+    assert isinstance(second, ec.EllipticCurvePublicKey)
+    second.verify(pki.send(HOLDER, CommandApdu(0x80, PkiIns.SIGN, 0, 1, b"m")).data, b"m", ec.ECDSA(hashes.SHA256()))
+    assert pki.send(PROVIDER, CommandApdu(0x84, PkiIns.DELETE, 0, 1)).ok
+    assert pki.send(HOLDER, CommandApdu(0x80, PkiIns.SIGN, 0, 1, b"m")).sw == SW.REFERENCED_DATA_NOT_FOUND
+    # Revocation (as the issuer security domain does it): destroy, wipe; the next owner finds an empty slot.
+    assert generate(pki, 2, KeyAlgorithm.ED25519).ok
+    assert pki.send(HOLDER, CommandApdu(0x80, PkiIns.SIGN, 0, 2, b"m")).ok
+    with pki.store.transaction():
+        pki.function.destroy(pki.context(NOBODY))
+        pki.store.wipe_container(1)
+        pki.store.authorize_container(1, "next-provider", 2**40)
+    assert pki.send(HOLDER, CommandApdu(0x80, PkiIns.SIGN, 0, 2, b"m")).sw == SW.REFERENCED_DATA_NOT_FOUND

@@ -251,3 +251,37 @@ def test_device_refusal_is_a_conflict(services: OperatorServices, served: Served
     assert err.value.code == "container_state"  # an AUTHORIZED container cannot be locked
     with pytest.raises(DeviceUnavailable):
         services.registry.check_in(served.device_id, "127.0.0.1:1")
+
+
+def test_option_a_never_takes_an_index_kept_for_option_b(services: OperatorServices, served: Served) -> None:
+    kept_pid, _ = _provider(services, ContractOption.FIXED_INDEX)  # keeps index 9 on every device
+    services.registry.create_contract(kept_pid, ContractOption.FIXED_INDEX, 1024, container_index=2)
+    pid, cid = _provider(services)
+    indexes = []
+    for i in range(3):  # containers 0 and 1 exist; the third must be created, skipping the kept index 2
+        out = services.placement.request(pid, cid, DeviceRef(serial="UNIT-1"), f"a{i}")
+        assert out.bundle is not None
+        indexes.append(int(out.bundle.container_aid[-4:], 16))
+    assert indexes == [0, 1, 3]
+
+
+def test_concurrent_requests_with_one_idempotency_key_place_once(services: OperatorServices, served: Served) -> None:
+    pid, cid = _provider(services)
+    results: list[str] = []
+    errors: list[BaseException] = []
+
+    def ask() -> None:
+        try:
+            out = services.placement.request(pid, cid, DeviceRef(serial="UNIT-1"), "same-key")
+            results.append(out.authorization.id)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(set(results)) == 1 and len(results) == 4
+    states = _device_state(services, served)
+    assert sum(1 for s in states.values() if s == LifeCycle.AUTHORIZED) == 1

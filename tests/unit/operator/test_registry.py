@@ -170,3 +170,20 @@ def test_device_references(services: OperatorServices) -> None:
     with pytest.raises(Conflict):
         services.manufacturing.manufacture([], serial="SER-3")
     assert services.registry.device(made.device.id).certificate_pem.startswith("-----BEGIN CERTIFICATE-----")
+
+
+def test_unanswered_consent_expires(services: OperatorServices, clock: Clock) -> None:
+    made = services.manufacturing.manufacture([ContainerPlan(4096)], serial="SER-EXP")
+    holder, _ = services.registry.create_holder("Dora")
+    services.registry.link_device(holder.id, made.device.id)
+    p, _ = services.registry.register_provider("Acme")
+    c = services.registry.create_contract(p.id, ContractOption.PER_REQUEST, 1024, consent_required=True)
+    out = services.placement.request(p.id, c.id, DeviceRef(serial="SER-EXP"), "x1")
+    assert out.consent_code is not None
+    assert services.placement.sweep_expired() == 0
+    clock.now += services.env.settings.authorization_ttl_seconds + 1
+    assert services.placement.sweep_expired() == 1
+    assert services.placement.get(p.id, out.authorization.id).authorization.status == AuthorizationStatus.EXPIRED
+    with pytest.raises(Conflict) as late:
+        services.consent.decide(holder.id, out.authorization.id, out.consent_code, True)
+    assert late.value.code == "not_pending"

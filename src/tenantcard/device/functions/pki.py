@@ -36,7 +36,6 @@ CERT_KIND = "pki.cert"
 MAX_CERTIFICATE = 4096
 _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 _SCALAR_SOURCE_BYTES = 40  # FIPS 186-5 §A.2.1: 64 bits more than the order, then reduce
-_CACHE = "pki.loaded"
 
 PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 
@@ -92,6 +91,12 @@ class PkiFunction:
     name = "pki"
     _INS = frozenset(PkiIns)
 
+    def __init__(self) -> None:
+        # Loaded keys by (container, slot), so that SIGN neither reads nor unseals the store. The device serializes
+        # commands and this instance sees every change of its device's keys: GENERATE and DELETE drop the entry
+        # (before their transaction commits, so a rollback only costs a reload), revocation drops the container's.
+        self._loaded: dict[tuple[int, int], tuple[SealedKey, PrivateKey]] = {}
+
     def handles(self, ins: int) -> bool:
         return ins in self._INS
 
@@ -127,6 +132,7 @@ class PkiFunction:
                 return ResponseApdu.of(SW.OK, cert)
             if ins == PkiIns.DELETE:
                 require_provider(ctx)
+                self._loaded.pop((ctx.container_index, slot), None)
                 ctx.store.delete(CERT_KIND, bytes([slot]))
                 if not ctx.store.delete(KEY_KIND, bytes([slot])):
                     raise ApduError(SW.REFERENCED_DATA_NOT_FOUND, "no key in this slot")
@@ -136,19 +142,16 @@ class PkiFunction:
         raise ApduError(SW.INS_NOT_SUPPORTED)
 
     def _key(self, ctx: FunctionContext, slot: int) -> tuple[SealedKey, PrivateKey]:
+        hit = self._loaded.get((ctx.container_index, slot))
+        if hit is not None:
+            return hit
         raw = ctx.store.get(KEY_KIND, bytes([slot]))
         if raw is None:
             raise ApduError(SW.REFERENCED_DATA_NOT_FOUND, "no key in this slot")
-        # Per-connection cache of loaded keys, keyed by the sealed record: a replaced key never hits.
-        cache = ctx.session.setdefault(_CACHE, {})
-        assert isinstance(cache, dict)
-        hit = cache.get(slot)
-        if hit is not None and hit[0] == raw:
-            return hit[1], hit[2]
         sealed = SealedKey.parse(raw)
-        key = sealed.load()
-        cache[slot] = (raw, sealed, key)
-        return sealed, key
+        loaded = (sealed, sealed.load())
+        self._loaded[(ctx.container_index, slot)] = loaded
+        return loaded
 
     def _generate(self, ctx: FunctionContext, command: CommandApdu, slot: int) -> bytes:
         require_provider(ctx)
@@ -161,6 +164,7 @@ class PkiFunction:
         private = generate_private(request.algorithm, ctx.random(_SCALAR_SOURCE_BYTES))
         sealed = SealedKey(request.algorithm, request.access, private)
         ctx.store.put(KEY_KIND, name, sealed.to_bytes())
+        self._loaded.pop((ctx.container_index, slot), None)
         ctx.store.delete(CERT_KIND, name)  # a certificate of the replaced key no longer applies
         return spki(sealed.load())
 
@@ -207,4 +211,5 @@ class PkiFunction:
         return bytes(out)
 
     def destroy(self, ctx: FunctionContext) -> None:
-        ctx.session.pop(_CACHE, None)
+        for key in [k for k in self._loaded if k[0] == ctx.container_index]:
+            del self._loaded[key]

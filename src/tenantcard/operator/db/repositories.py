@@ -149,7 +149,9 @@ def expired_authorizations(s: Session, now: int, *, limit: int = 100) -> Sequenc
         s.execute(
             select(Authorization)
             .where(
-                Authorization.status.in_([AuthorizationStatus.PLACED, AuthorizationStatus.APPROVED]),
+                Authorization.status.in_(
+                    [AuthorizationStatus.PLACED, AuthorizationStatus.APPROVED, AuthorizationStatus.PENDING_CONSENT]
+                ),
                 Authorization.expires_at.is_not(None),
                 Authorization.expires_at < now,
             )

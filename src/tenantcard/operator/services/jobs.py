@@ -112,6 +112,9 @@ class Jobs:
                 error = exc.code
             except OperatorError as exc:  # a permanent refusal: no point retrying
                 error = "!" + exc.code
+            except Exception:  # unexpected: counted as an attempt, retried with backoff, never lost
+                log.exception("job item %s failed unexpectedly", work.item_id)
+                error = "internal_error"
             self._finish(work, error)
             if env.settings.job_item_delay_seconds:
                 time.sleep(env.settings.job_item_delay_seconds)

@@ -37,6 +37,7 @@ from tenantcard.operator.services.gateway import DeviceState
 from tenantcard.wire.gp import container_aid
 
 INITIAL_KVN = 0x01
+MAX_INDEX = 0xFFFF
 _CODE_DIGITS = 8
 
 
@@ -235,6 +236,20 @@ class Placement:
 
     # --- on the device ------------------------------------------------------------------------------------
     def place(self, auth_id: str) -> None:
+        """Place an approved authorization on its device. A device that refuses (container in use, no memory)
+        fails it for good; an unreachable or busy device leaves it approved for a later attempt."""
+        try:
+            self._place(auth_id)
+        except Conflict as exc:
+            env = self._env
+            with env.db.transaction() as s:
+                auth = repo.authorization(s, auth_id)
+                if auth is not None and auth.status == AuthorizationStatus.APPROVED:
+                    auth.status, auth.error, auth.updated_at = AuthorizationStatus.FAILED, exc.code, env.now()
+                    env.audit.append(s, "operator", "authorization.failed", auth_id, {"reason": exc.code})
+            raise
+
+    def _place(self, auth_id: str) -> None:
         env = self._env
         with env.db.transaction() as s:
             auth = repo.authorization(s, auth_id)
@@ -258,15 +273,7 @@ class Placement:
                     auth.status = AuthorizationStatus.EXPIRED
                     return
                 reserved = self._reserved_indexes(s)
-            try:
-                index = self._choose(ctx, contract, reserved)
-            except Conflict as exc:
-                with env.db.transaction() as s:
-                    auth = repo.authorization(s, auth_id)
-                    assert auth is not None
-                    auth.status, auth.error = AuthorizationStatus.FAILED, exc.code
-                    env.audit.append(s, "operator", "authorization.failed", auth_id, {"reason": exc.code})
-                raise
+            index = self._choose(ctx, contract, reserved)
             keys = StaticKeys.generate(INITIAL_KVN, 16, random=env.random)
             expires_at = env.now() + env.settings.authorization_ttl_seconds
             ctx.isd.place_authorization(index, auth.provider_id, keys, expires_at)
@@ -321,7 +328,9 @@ class Placement:
         free = sorted(i for i, c in ctx.status.items() if c.state == DeviceState.AVAILABLE and i not in reserved)
         if free:
             return free[0]
-        return ctx.isd.create_container(None, contract.quota, contract.reserved)
+        # create one at the lowest index that is neither on the device nor kept for an option-B contract
+        index = next(i for i in range(MAX_INDEX + 1) if i not in ctx.status and i not in reserved)
+        return ctx.isd.create_container(index, contract.quota, contract.reserved)
 
     # --- ownership and expiry -----------------------------------------------------------------------------
     def report_owned(self, provider_id: str, auth_id: str) -> Outcome:
@@ -356,6 +365,7 @@ class Placement:
                     auth = repo.authorization(s, auth_id)
                     if auth is not None and auth.status == status:
                         auth.status = AuthorizationStatus.EXPIRED
+                        auth.consent_code_hash = None
                         env.audit.append(s, "operator", "authorization.expired", auth_id)
                         closed += 1
                 continue
