@@ -38,6 +38,7 @@ def _settings(config: Path | None, db_url: str | None, vault_uri: str | None, **
 @contextmanager
 def _errors() -> Iterator[None]:
     """Every failure of an admin command is one line on stderr and a non-zero exit."""
+    from alembic.util import CommandError
     from sqlalchemy.exc import SQLAlchemyError
 
     from tenantcard.operator.services.custody import CustodyError
@@ -51,6 +52,8 @@ def _errors() -> Iterator[None]:
         raise click.ClickException(f"key custody: {exc}") from exc
     except SQLAlchemyError as exc:
         raise click.ClickException(f"database: {type(exc).__name__}") from exc
+    except CommandError as exc:
+        raise click.ClickException(f"migration: {exc}") from exc
 
 
 @contextmanager

@@ -46,7 +46,8 @@ class Expect(enum.StrEnum):
 
 class Outcome(enum.StrEnum):
     SUCCEEDED = "succeeded"
-    FAILED = "failed"
+    REFUSED = "refused"  # the refusal the step demonstrates (a secure channel, a login, a lookup refused)
+    ERROR = "error"  # anything else went wrong
     NOT_RUN = "not run"  # an earlier step of the same actor did not have its expected outcome
 
 
@@ -64,9 +65,9 @@ class StepRecord:
     @property
     def ok(self) -> bool:
         """The expected outcome happened."""
-        if self.outcome is Outcome.NOT_RUN:
-            return False
-        return (self.outcome is Outcome.SUCCEEDED) == (self.expect is Expect.SUCCESS)
+        if self.expect is Expect.SUCCESS:
+            return self.outcome is Outcome.SUCCEEDED
+        return self.outcome is Outcome.REFUSED
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -4,6 +4,7 @@ rate-limited credentials, audit."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
@@ -41,18 +42,21 @@ def device_states(admin: httpx.Client, device_id: str) -> dict[int, tuple[str, s
     return {c["index"]: (c["state"], c["provider_id"]) for c in r.json()["containers"]}
 
 
-def test_whole_operator_flow(live_operator: LiveOperator) -> None:
+def test_whole_operator_flow(live_operator: LiveOperator, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="tenantcard")
+    caplog.set_level(logging.DEBUG, logger="uvicorn")
     admin = live_operator.admin()
     dev = manufacture(admin, containers=2, serial="SER-FLOW-1")
     dev2 = manufacture(admin, containers=1, serial="SER-FLOW-2")
     try:
-        _flow(live_operator, admin, dev, dev2)
+        secrets = _flow(live_operator, admin, dev, dev2)
     finally:
         dev.stop()
         dev2.stop()
+    _no_secrets_logged(caplog, *secrets)
 
 
-def _flow(op: LiveOperator, admin: httpx.Client, dev: RunningDevice, dev2: RunningDevice) -> None:
+def _flow(op: LiveOperator, admin: httpx.Client, dev: RunningDevice, dev2: RunningDevice) -> list[str]:
     # --- two providers, a holder, three contracts
     a = admin.post("/v1/admin/providers", json={"name": "Provider A"}).json()
     b = admin.post("/v1/admin/providers", json={"name": "Provider B"}).json()
@@ -201,6 +205,14 @@ def _flow(op: LiveOperator, admin: httpx.Client, dev: RunningDevice, dev2: Runni
     assert admin.get("/v1/admin/audit/verify").json()["ok"] is True
     text = " ".join(str(e) for e in entries)
     assert bundle["keys"]["enc"] not in text and a["credential"].split(".")[1] not in text
+    keys = [bundle["keys"][k] for k in ("enc", "mac", "dek")] + [bundle_b["keys"][k] for k in ("enc", "mac", "dek")]
+    return [*keys, a["credential"], b["credential"], holder["credential"], refused_code]
+
+
+def _no_secrets_logged(caplog: pytest.LogCaptureFixture, *secrets: str) -> None:
+    logged = caplog.text.lower()
+    for secret in secrets:
+        assert secret.lower() not in logged
 
 
 def test_bad_credentials_are_refused_then_rate_limited(live_operator: LiveOperator) -> None:
