@@ -1,22 +1,25 @@
 """Operator figures.
 
 1. Authorization placements end to end: ``POST /v1/authorizations`` over real HTTP (uvicorn on loopback) to the
-   operator, which locks the device, opens SCP03 (level 33) to the device's ISD over TCP loopback, reads GET
+   operator, which locks the device, opens SCP03 (level 33) to the device's ISD over TCP loopback (the device is
+   a ``tenantcard device serve`` process), reads GET
    STATUS, places the authorization (INSTALL [for personalization] + STORE DATA) and records it (SQLite, audit
    entry, initial keys wrapped). The floor, measured in alternating rounds of the same run, is the device work
    alone: a direct ``IsdSession`` doing the same connect, SCP03, GET STATUS and placement on an identical device,
    with no HTTP, database or custody.
 2. Registry lookups on PostgreSQL (a device by serial through the operator's repository, the query every
-   placement starts with) at 10k devices and at 1M (quick: 100k), bulk-loaded with generate_series; the figure's
-   ratio is the growth between the two sizes.
+   placement starts with) in a database of 10k devices and one of 1M (quick: 100k), bulk-loaded with
+   generate_series, measured in alternating rounds; the figure's ratio is the growth between the two sizes.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import re
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -32,8 +35,6 @@ from sqlalchemy import text
 from bench.common import Figure
 from tenantcard.client.isd import IsdSession
 from tenantcard.crypto.scp03.keys import StaticKeys
-from tenantcard.device.keyvault import open_vault
-from tenantcard.device.os import Device
 from tenantcard.operator.app import create_app
 from tenantcard.operator.db import repositories as repo
 from tenantcard.operator.db.models import ContractOption
@@ -42,7 +43,6 @@ from tenantcard.operator.services.facade import OperatorServices
 from tenantcard.operator.services.manufacturing import ContainerPlan
 from tenantcard.operator.settings import OperatorSettings
 from tenantcard.transport.tcp_client import connect
-from tenantcard.transport.tcp_server import DeviceServerThread
 from tenantcard.wire.gp import container_aid
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,12 +73,28 @@ class _Operator:
         return svc
 
 
-def _device(svc: OperatorServices, containers: int) -> tuple[str, Device, DeviceServerThread]:
-    made = svc.manufacturing.manufacture([ContainerPlan(1024) for _ in range(containers)])
-    device = Device.open(made.store_path, open_vault(made.vault_uri))
-    server = DeviceServerThread(device).start()
-    svc.registry.check_in(made.device.id, server.address)
-    return made.device.id, device, server
+class _DeviceProcess:
+    """``tenantcard device serve`` on a store the operator manufactured: its own process, as in production."""
+
+    def __init__(self, svc: OperatorServices, containers: int) -> None:
+        made = svc.manufacturing.manufacture([ContainerPlan(1024) for _ in range(containers)])
+        self.device_id = made.device.id
+        cmd = [sys.executable, "-m", "tenantcard.cli.main", "device", "serve", "--store", str(made.store_path)]
+        cmd += ["--vault", made.vault_uri, "--listen", "127.0.0.1:0"]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        match = re.search(r"listening (\S+)", line)
+        if match is None:
+            self.stop()
+            raise RuntimeError(f"device did not start: {line!r}")
+        self.address = match.group(1)
+        svc.registry.check_in(self.device_id, self.address)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
 
 
 def _placements(quick: bool) -> list[Figure]:
@@ -94,8 +110,9 @@ def _placements(quick: bool) -> list[Figure]:
         )
         with _Operator(settings) as op:
             svc = op.services
-            dev_id, dev, dev_server = _device(svc, n)
-            floor_id, floor_dev, floor_server = _device(svc, n)
+            dev = _DeviceProcess(svc, n)
+            floor = _DeviceProcess(svc, n)
+            dev_id, floor_id = dev.device_id, floor.device_id
             try:
                 provider, credential = svc.registry.register_provider("Bench Provider")
                 contract = svc.registry.create_contract(provider.id, ContractOption.PER_REQUEST, 1024)
@@ -119,7 +136,7 @@ def _placements(quick: bool) -> list[Figure]:
                 floor_index = iter(range(n))
 
                 def place_direct() -> None:
-                    with connect(floor_server.address) as conn:
+                    with connect(floor.address) as conn:
                         isd = IsdSession(conn)
                         isd.select()
                         isd.authenticate(operator_keys, 0x33)
@@ -138,16 +155,14 @@ def _placements(quick: bool) -> list[Figure]:
                         out.append((time.perf_counter() - start) / per_round)
                 client.close()
             finally:
-                dev_server.stop()
-                floor_server.stop()
-                dev.close()
-                floor_dev.close()
-    value, floor = statistics.median(cand), statistics.median(base)
+                dev.stop()
+                floor.stop()
+    value, floor_s = statistics.median(cand), statistics.median(base)
     return [
         Figure(
             "operator.placement_latency",
             value * 1000,
-            floor * 1000,
+            floor_s * 1000,
             "ms/op",
             "one authorization placement end to end (REST + lock + SCP03 level 33 + GET STATUS + STORE DATA + "
             "registry and audit commit) vs the same device work by a direct ISD session over loopback",
@@ -156,7 +171,7 @@ def _placements(quick: bool) -> list[Figure]:
         Figure(
             "operator.placements_per_second",
             1 / value,
-            1 / floor,
+            1 / floor_s,
             "ops/s",
             "sequential placements per second through the operator vs the direct ISD floor",
             higher_is_better=True,
@@ -188,54 +203,71 @@ def _fill(db: Database, start: int, stop: int) -> None:
         conn.execute(text("ANALYZE devices"))
 
 
-def _lookup_time(db: Database, size: int, lookups: int) -> float:
-    rng = random.Random(size)
-    serials = [f"BENCH-{rng.randrange(1, size)}" for _ in range(lookups)]
+def _lookup_round(db: Database, serials: list[str]) -> float:
     with db.sessions() as s:
-        for serial in serials[:200]:  # warm the cache and the connection
-            repo.device_by_serial(s, serial)
-        rounds = []
-        for _ in range(5):
-            start = time.perf_counter()
-            for serial in serials:
-                if repo.device_by_serial(s, serial) is None:
-                    raise RuntimeError("lookup missed")
-            rounds.append((time.perf_counter() - start) / lookups)
-    return statistics.median(rounds)
+        start = time.perf_counter()
+        for serial in serials:
+            if repo.device_by_serial(s, serial) is None:
+                raise RuntimeError("lookup missed")
+        return (time.perf_counter() - start) / len(serials)
+
+
+def _new_database(admin: str) -> str:
+    import psycopg
+
+    base, _, _ = admin.rpartition("/")
+    name = f"tc_bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"{base}/{name}"
+
+
+def _drop_database(admin: str, url: str) -> None:
+    import psycopg
+
+    name = url.rpartition("/")[2]
+    with psycopg.connect(admin.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _registry(quick: bool) -> list[Figure]:
-    import psycopg
-
-    small, large = 10_000, (100_000 if quick else 1_000_000)
+    """Two databases, 10k and 1M (quick: 100k) devices; lookups measured in alternating rounds."""
+    sizes = (10_000, 100_000 if quick else 1_000_000)
+    lookups, rounds = 1000, 7
     admin = _admin_pg_url()
-    base, _, _ = admin.rpartition("/")
-    name = f"tc_bench_{uuid.uuid4().hex[:12]}"
-    dsn = admin.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = f"{base}/{name}"
+    urls: list[str] = []
+    dbs: list[Database] = []
     try:
-        migrate(url)
-        db = Database(url)
-        try:
-            _fill(db, 1, small + 1)
-            t_small = _lookup_time(db, small, 1000)
-            _fill(db, small + 1, large + 1)
-            t_large = _lookup_time(db, large, 1000)
-        finally:
-            db.dispose()
+        for size in sizes:
+            url = _new_database(admin)
+            urls.append(url)
+            migrate(url)
+            db = Database(url)
+            dbs.append(db)
+            _fill(db, 1, size + 1)
+        rng = random.Random(7)
+        serials = [[f"BENCH-{rng.randrange(1, size + 1)}" for _ in range(lookups)] for size in sizes]
+        for db, keys in zip(dbs, serials, strict=True):
+            _lookup_round(db, keys[:200])  # warm the pool, the statement cache and the index pages
+        times: list[list[float]] = [[], []]
+        for _ in range(rounds):
+            for i in (0, 1):
+                times[i].append(_lookup_round(dbs[i], serials[i]))
     finally:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for db in dbs:
+            db.dispose()
+        for url in urls:
+            _drop_database(admin, url)
+    t_small, t_large = statistics.median(times[0]), statistics.median(times[1])
+    small, large = sizes
     return [
         Figure(
             f"operator.registry_lookup_{large // 1000}k",
             t_large * 1e6,
             t_small * 1e6,
             "us/op",
-            f"device lookup by serial through the operator repository on PostgreSQL with {large:,} devices vs "
-            f"{small:,} devices (ratio = growth)",
+            f"device lookup by serial through the operator repository (ORM session, unique index) on PostgreSQL "
+            f"with {large:,} devices vs {small:,} devices, alternating rounds (ratio = growth)",
             aim="ratio <= 2.0",
         )
     ]

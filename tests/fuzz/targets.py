@@ -19,6 +19,7 @@ reopens cleanly and passes its integrity check.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import shutil
@@ -38,7 +39,7 @@ from tenantcard.device.keyvault import FileKeyVault
 from tenantcard.device.os import Device
 from tenantcard.device.provision import create_device_store, dev_spec, gp_test_keys
 from tenantcard.transport.base import LocalConnection
-from tenantcard.transport.framing import FramingError, FrameDecoder, decode_message
+from tenantcard.transport.framing import FrameDecoder, FramingError, decode_message
 from tenantcard.wire.apdu import CommandApdu, ResponseApdu
 from tenantcard.wire.errors import WireError
 from tenantcard.wire.functions import (
@@ -122,10 +123,8 @@ def _parse_tenant(data: bytes) -> None:
         parse_object_list,
         parse_object_name_query,
     ):
-        try:
+        with contextlib.suppress(*DEFINED_ERRORS):
             parse(data)
-        except DEFINED_ERRORS:
-            pass
 
 
 def _parse_functions(data: bytes) -> None:
@@ -141,14 +140,10 @@ def _parse_functions(data: bytes) -> None:
         LoadFile.parse,
         ProgramInfo.parse_list,
     ):
-        try:
+        with contextlib.suppress(*DEFINED_ERRORS):
             parse(data)
-        except DEFINED_ERRORS:
-            pass
-    try:
+    with contextlib.suppress(*DEFINED_ERRORS):
         OcraSuite.parse(data.decode("ascii", "replace"))
-    except DEFINED_ERRORS:
-        pass
 
 
 def _parse_frames(data: bytes) -> None:
@@ -173,10 +168,8 @@ def parse_target(data: bytes) -> None:
     if not data:
         return
     parser = PARSERS[data[0] % len(PARSERS)]
-    try:
+    with contextlib.suppress(*DEFINED_ERRORS):
         parser(data[1:])
-    except DEFINED_ERRORS:
-        pass
 
 
 def parser_seeds() -> list[bytes]:

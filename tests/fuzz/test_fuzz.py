@@ -30,7 +30,9 @@ SHORT_RUNS = {
 STATS = re.compile(r"cov: (\d+) .*exec/s: (\d+)")
 
 
-def run_harness(target: str, flags: list[str], workdir: Path, timeout: float = 240.0) -> subprocess.CompletedProcess[str]:
+def run_harness(
+    target: str, flags: list[str], workdir: Path, timeout: float = 240.0
+) -> subprocess.CompletedProcess[str]:
     corpus = workdir / "corpus"
     return subprocess.run(
         [

@@ -13,10 +13,11 @@ When the results equal the table, the test writes docs/isolation-matrix.md; any 
 
 from __future__ import annotations
 
+import functools
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from contextlib import closing
+from contextlib import closing, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -246,10 +247,8 @@ class ContainerAttempt:
             except (ClientError, CryptoError):
                 self.authenticated = False
         if actor == "holder":
-            try:
+            with suppress(ClientError):
                 self.session.verify_pin(PIN_A)
-            except ClientError:
-                pass
 
     def send(self, cmd: CommandApdu) -> ResponseApdu:
         """Through the secure channel when one is open; a channel the card dropped counts as a refusal."""
@@ -309,10 +308,8 @@ class IsdAttempt:
         self.isd.select()
         keys = actor_keys(actor, state)
         if keys is not None:
-            try:
+            with suppress(ClientError, CryptoError):
                 self.isd.authenticate(keys)
-            except (ClientError, CryptoError):
-                pass
 
     def run(self, command: str) -> str:
         try:
@@ -349,7 +346,9 @@ class IsdAttempt:
             return CommandApdu(Cla.GP, Ins.DELETE, 0x00, 0x00, Tlv(0x4F, AID_A).to_bytes(), le=256)
         # The second half of a placement: STORE DATA of an authorization (the bare INSTALL is refused first).
         key_data = PutKeyCommand.for_keys(NEW_KEYS, bytes(16)).to_data()
-        return CommandApdu(Cla.GP, Ins.STORE_DATA, 0x90, 0x00, Authorization("provider-c", EXPIRES, key_data).to_bytes())
+        return CommandApdu(
+            Cla.GP, Ins.STORE_DATA, 0x90, 0x00, Authorization("provider-c", EXPIRES, key_data).to_bytes()
+        )
 
 
 ISD_COMMANDS = frozenset({"ISD GET STATUS", "lock", "unlock", "revoke", "place authorization"})
@@ -382,7 +381,7 @@ def run_matrix(templates: Templates, workdir: Path, transport: str) -> dict[str,
                 device = Device.open(store, templates.vault)
                 connector = CardConnector(TcpTransport() if transport == "tcp" else InProcessTransport())
                 try:
-                    cells.append(outcome(lambda: connector(device), actor, state, command))
+                    cells.append(outcome(functools.partial(connector, device), actor, state, command))
                 finally:
                     connector.close()
                     device.close()

@@ -32,6 +32,7 @@ other numbers and padding. The public GlobalPlatform test key 40..4F is not a se
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import importlib
 import inspect
@@ -45,7 +46,7 @@ import tempfile
 import threading
 import traceback
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -215,7 +216,10 @@ def scan(records: Iterable[tuple[str, str]], needles: dict[str, tuple[Secret, st
                     while pos >= 0:
                         if _boundary_ok(text, pos, pos + len(needle), needle):
                             secret, encoding = needles[needle]
-                            found.setdefault((where, secret.kind, secret.origin), Finding(where, secret.kind, secret.origin, encoding))
+                            found.setdefault(
+                                (where, secret.kind, secret.origin),
+                                Finding(where, secret.kind, secret.origin, encoding),
+                            )
                             break
                         pos = text.find(needle, pos + 1)
     return sorted(found.values(), key=lambda f: (f.where, f.kind))
@@ -357,12 +361,13 @@ def hook_secret_sources() -> None:
     container = _import("tenantcard.client.container")
     if container is not None:
         cs = container.ContainerSession
-        for verb, params in (
+        pin_verbs: tuple[tuple[str, tuple[str, ...]], ...] = (
             ("verify_pin", ("pin",)),
             ("change_pin", ("old", "new")),
             ("set_pin", ("pin",)),
             ("unblock_pin", ("new",)),
-        ):
+        )
+        for verb, params in pin_verbs:
             _patch(cs, verb, _wrap_args(params, "PIN"), f"ContainerSession.{verb}")
     piv = _import("tenantcard.client.piv")
     if piv is not None:
@@ -373,7 +378,9 @@ def hook_secret_sources() -> None:
             for verb, fn in list(cls.__dict__.items()):
                 if not callable(fn) or verb.startswith("_"):
                     continue
-                params = tuple(p for p in inspect.signature(fn).parameters if p in ("pin", "old", "new", "puk", "new_pin"))
+                params = tuple(
+                    p for p in inspect.signature(fn).parameters if p in ("pin", "old", "new", "puk", "new_pin")
+                )
                 if params:
                     _patch(cls, verb, _wrap_args(params, "PIN"), f"{cls_name}.{verb}")
 
@@ -440,10 +447,34 @@ def _meant_to_carry(method: str, path: str) -> bool:
     return any(m == method and p.search(path) for m, p in _MEANT)
 
 
+# Fields of the responses in MEANT_TO_CARRY that hand a secret over: recorded as secrets (the services that
+# issue them may run in another process, out of reach of the hooks of (a)).
+SECRET_FIELDS = frozenset({"credential", "client_secret", "enc", "mac", "dek", "access_token", "refresh_token"})
+
+
+def _secret_fields(value: Any, kind: str) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k in SECRET_FIELDS and isinstance(v, str):
+                try:
+                    record_secret(bytes.fromhex(v) if k in ("enc", "mac", "dek") else v, f"{kind} {k}")
+                except ValueError:
+                    record_secret(v, f"{kind} {k}")
+                if k == "credential" and "." in v:
+                    record_secret(v.split(".", 1)[1], f"{kind} {k}")
+            else:
+                _secret_fields(v, kind)
+    elif isinstance(value, list):
+        for v in value:
+            _secret_fields(v, kind)
+
+
 def _record_response(response: Any) -> None:
     request = response.request
     path = request.url.path
     if _meant_to_carry(request.method, path):
+        with contextlib.suppress(Exception):
+            _secret_fields(response.json(), f"HTTP {request.method} {path}")
         return
     headers = "\n".join(f"{k}: {v}" for k, v in response.headers.items())
     try:
@@ -551,10 +582,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     folders = list(STATE.log_dirs)
-    try:
+    with contextlib.suppress(Exception):
         folders.append(config._tmp_path_factory.getbasetemp())  # type: ignore[attr-defined]
-    except Exception:
-        pass
     collect_files(folders)
     findings = scan(STATE.records.items(), STATE.registry.needles())
     out = Path(os.environ[FINDINGS_ENV])

@@ -54,6 +54,9 @@ CORE_INS = frozenset(
 )
 
 
+_FCI: dict[bytes, bytes] = {}  # SELECT answer per container AID (GP 2.3.1 §11.9.3.1), built once
+
+
 class DataObjects:
     """STORE DATA objects: value stored as access byte || value; counted against the quota."""
 
@@ -113,8 +116,10 @@ class ContainerApp(SecurityDomainApp):
         self.function_sessions.clear()
 
     def select_response(self) -> ResponseApdu:
-        fci = Tlv.of(0x6F, Tlv(0x84, self.aid), Tlv.of(0xA5, Tlv(0x9F65, b"\xff")))
-        return ResponseApdu.of(SW.OK, fci.to_bytes())
+        fci = _FCI.get(self.aid)
+        if fci is None:
+            fci = _FCI[self.aid] = Tlv.of(0x6F, Tlv(0x84, self.aid), Tlv.of(0xA5, Tlv(0x9F65, b"\xff"))).to_bytes()
+        return ResponseApdu(fci, SW.OK)
 
     def _expired(self, row: ContainerRow) -> bool:
         return row.expires_at is not None and int(self.ctx.clock()) >= row.expires_at

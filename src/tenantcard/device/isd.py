@@ -52,6 +52,9 @@ _SCP03_I = 0x70  # i parameter announced in card recognition data
 MAX_CONTAINERS = 0x100
 MAX_STORE_DATA = 4096
 
+# GP 2.3.1 §11.9.3.1: FCI template with the AID and proprietary data (max command data length).
+_ISD_FCI = Tlv.of(0x6F, Tlv(0x84, ISD_AID), Tlv.of(0xA5, Tlv(0x9F65, b"\xff"))).to_bytes()
+
 STATE_TO_LIFECYCLE = {
     ContainerState.AVAILABLE: LifeCycle.SELECTABLE,
     ContainerState.AUTHORIZED: LifeCycle.AUTHORIZED,
@@ -119,9 +122,7 @@ class IsdApp(SecurityDomainApp):
         self._next_block = 0
 
     def select_response(self) -> ResponseApdu:
-        # GP 2.3.1 §11.9.3.1: FCI template with the AID and proprietary data (max command data length).
-        fci = Tlv.of(0x6F, Tlv(0x84, ISD_AID), Tlv.of(0xA5, Tlv(0x9F65, b"\xff")))
-        return ResponseApdu.of(SW.OK, fci.to_bytes())
+        return ResponseApdu(_ISD_FCI, SW.OK)
 
     def keyset_for_session(self) -> KeySetRow:
         keyset = self.ctx.store.keyset(ISD_OWNER)

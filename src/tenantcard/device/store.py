@@ -2,6 +2,14 @@
 
 * WAL journal, ``synchronous=FULL``: a command's transaction is durable once ``transaction()`` returns, so an
   answered 9000 survives power loss (invariant 6). Schema versioned by ``PRAGMA user_version``.
+* A command's write transaction begins at its first write (``BEGIN IMMEDIATE``) and commits when the command
+  ends: a command that changes nothing takes no write lock, writes nothing and syncs nothing. Its reads before
+  that need no transaction of their own: the device lock serializes commands and the device's connection is
+  the store's only writer (a commit by any other connection is detected at the next write, which is refused).
+* What every command reads (container rows, key set versions, unsealed container keys, key sets, device
+  values) is cached in memory and kept exact by the write path: each method that changes a row updates or
+  drops its cached copy, and a rollback drops them all. No cached value expires by time; no object value is
+  cached (each read opens its sealed record, so tampering is still detected).
 * Key hierarchy: the vault seals the 32-byte device sealing key (DSK) once, at creation. The DSK seals the
   identity key, the ISD key set and each container key. A container key (AES-256-GCM) seals that container's
   key sets, objects and PIN. Revocation deletes the container key and every row under it.
@@ -11,14 +19,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import sqlite3
 import struct
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from enum import IntEnum
 from pathlib import Path
 
@@ -109,16 +115,48 @@ class KeySetRow:
         return f"KeySetRow(owner={self.owner}, role={self.role.name}, kvn={self.kvn:#04x}, tries={self.tries_left})"
 
 
-def _seal(key: bytes, plaintext: bytes, aad: bytes, random: Callable[[int], bytes]) -> bytes:
+def _seal(key: bytes | AESGCM, plaintext: bytes, aad: bytes, random: Callable[[int], bytes]) -> bytes:
     nonce = random(NONCE)
-    return nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
+    return nonce + (AESGCM(key) if isinstance(key, bytes) else key).encrypt(nonce, plaintext, aad)
 
 
-def _unseal(key: bytes, blob: bytes, aad: bytes) -> bytes:
+def _unseal(key: bytes | AESGCM, blob: bytes, aad: bytes) -> bytes:
     try:
-        return AESGCM(key).decrypt(blob[:NONCE], blob[NONCE:], aad)
+        return (AESGCM(key) if isinstance(key, bytes) else key).decrypt(blob[:NONCE], blob[NONCE:], aad)
     except (InvalidTag, ValueError) as exc:
         raise StoreError("sealed record does not open (store corrupted or tampered)") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class _ContainerKey:
+    """An unsealed container key with what is derived from it once: its AEAD and its name-hashing key."""
+
+    key: bytes
+    aead: AESGCM
+
+    def __repr__(self) -> str:
+        return "_ContainerKey(...)"
+
+    @classmethod
+    def of(cls, key: bytes) -> _ContainerKey:
+        return cls(key, AESGCM(key))
+
+
+class _Transaction:
+    """``Store.transaction()``: a context manager without a generator (it runs once per command)."""
+
+    __slots__ = ("_outer", "_store")
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._outer: list[bool] = []
+
+    def __enter__(self) -> None:
+        self._outer.append(self._store._enter())
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if self._outer.pop():
+            self._store._exit(exc_type is not None)
 
 
 class Store:
@@ -129,8 +167,17 @@ class Store:
         self._dsk = dsk
         self.device_id = device_id
         self._random = random
-        self._in_tx = False
-        self._container_keys: dict[int, tuple[int, bytes]] = {}
+        self._dsk_aead = AESGCM(dsk)
+        self._in_tx = False  # inside transaction(): the first write begins the SQLite transaction
+        self._closed = False
+        # Caches of committed (or this transaction's) state; see the module docstring.
+        self._container_keys: dict[int, _ContainerKey] = {}
+        self._rows: dict[int, ContainerRow | None] = {}
+        self._keysets: dict[int, KeySetRow | None] = {}
+        self._versions: dict[int, int | None] = {}
+        self._meta: dict[str, bytes | None] = {}
+        self._data_version = self._read_data_version()
+        self._tx = _Transaction(self)
 
     def __repr__(self) -> str:
         return f"Store(device_id={self.device_id.hex()})"
@@ -215,33 +262,67 @@ class Store:
         return cls(conn, dsk, device_id, random)
 
     def close(self) -> None:
+        self._closed = True
+        self._forget()
         self._conn.close()
 
     # ---------------------------------------------------------------- transactions
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """One command = one transaction: committed when the block ends, rolled back on any exception."""
+    def transaction(self) -> _Transaction:
+        """One command = one transaction: its writes are committed when the block ends (durably: WAL with
+        synchronous=FULL), rolled back on any exception. A block that writes nothing commits nothing.
+        Nested blocks join the outer one."""
+        return self._tx
+
+    def _enter(self) -> bool:
         if self._in_tx:
-            yield
+            return False
+        if self._closed:
+            raise StoreError("store is closed")
+        self._in_tx = True
+        return True
+
+    def _exit(self, failed: bool) -> None:
+        self._in_tx = False
+        conn = self._conn
+        if not conn.in_transaction:
+            return
+        if failed:
+            self._forget()
+            conn.execute("ROLLBACK")
+            return
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            self._forget()
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _read_data_version(self) -> int:
+        return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def _write(self) -> None:
+        """Called before every statement that changes the store: inside ``transaction()``, the first one
+        begins the command's write transaction. A commit by another connection since this one last looked
+        means the caches may be stale: they are dropped and the command is refused (nothing written)."""
+        if not self._in_tx or self._conn.in_transaction:
             return
         self._conn.execute("BEGIN IMMEDIATE")
-        self._in_tx = True
-        try:
-            yield
-        except BaseException:
-            self._in_tx = False
+        version = self._read_data_version()
+        if version != self._data_version:
+            self._data_version = version
+            self._forget()
             self._conn.execute("ROLLBACK")
-            self._container_keys.clear()
-            raise
-        self._in_tx = False
-        try:
-            self._conn.execute("COMMIT")
-        except sqlite3.Error:
-            self._container_keys.clear()
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
-            raise
+            raise StoreError("the store was changed by another connection; command refused")
+
+    def _forget(self) -> None:
+        """Drop every cached value (after a rollback: they may hold what the transaction wrote)."""
+        self._container_keys.clear()
+        self._rows.clear()
+        self._keysets.clear()
+        self._versions.clear()
+        self._meta.clear()
 
     def check(self) -> None:
         """SQLite integrity check plus every sealed record opening; raises StoreError."""
@@ -254,7 +335,8 @@ class Store:
             if row.state != ContainerState.AVAILABLE:
                 self.keyset(row.index)
             if self._conn.execute("SELECT sealed_key FROM containers WHERE idx = ?", (row.index,)).fetchone()[0]:
-                key = self._container_key(row.index)
+                self._container_keys.pop(row.index, None)  # unseal it again from the row
+                key = self._container_key(row.index).aead
                 for obj_id, sealed in self._conn.execute(
                     "SELECT id, sealed FROM objects WHERE idx = ?", (row.index,)
                 ).fetchall():
@@ -265,20 +347,27 @@ class Store:
     # ---------------------------------------------------------------- device-level values
 
     def put_meta(self, name: str, value: bytes) -> None:
+        self._write()
+        self._meta.pop(name, None)
         self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
 
     def get_meta(self, name: str) -> bytes | None:
+        if name in self._meta:
+            return self._meta[name]
         row = self._conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
-        return None if row is None else bytes(row[0])
+        value = None if row is None else bytes(row[0])
+        if not name.startswith("secret:"):  # sealed values are read again (and unsealed) on each use
+            self._meta[name] = value
+        return value
 
     def put_secret(self, name: str, value: bytes) -> None:
-        self.put_meta("secret:" + name, _seal(self._dsk, value, b"secret\x00" + name.encode(), self._random))
+        self.put_meta("secret:" + name, _seal(self._dsk_aead, value, b"secret\x00" + name.encode(), self._random))
 
     def get_secret(self, name: str) -> bytes:
         blob = self.get_meta("secret:" + name)
         if blob is None:
             raise StoreError(f"store lacks secret {name}")
-        return _unseal(self._dsk, blob, b"secret\x00" + name.encode())
+        return _unseal(self._dsk_aead, blob, b"secret\x00" + name.encode())
 
     @property
     def capacity(self) -> int:
@@ -289,6 +378,8 @@ class Store:
     # ---------------------------------------------------------------- containers
 
     def add_container(self, index: int, quota: int, reserved: int) -> None:
+        self._write()
+        self._rows.pop(index, None)
         try:
             self._conn.execute(
                 "INSERT INTO containers (idx, state, quota, reserved) VALUES (?, ?, ?, ?)",
@@ -305,44 +396,61 @@ class Store:
         return [self._row(r) for r in rows]
 
     def container(self, index: int) -> ContainerRow | None:
+        try:
+            return self._rows[index]
+        except KeyError:
+            pass
         r = self._conn.execute(
             "SELECT c.idx, c.state, c.provider_id, c.quota, c.reserved, c.expires_at,"
             " COALESCE((SELECT SUM(size) FROM objects o WHERE o.idx = c.idx), 0) FROM containers c WHERE c.idx = ?",
             (index,),
         ).fetchone()
-        return None if r is None else self._row(r)
+        row = None if r is None else self._row(r)
+        self._rows[index] = row
+        return row
 
     @staticmethod
     def _row(r: tuple[int, int, str | None, int, int, int | None, int]) -> ContainerRow:
         return ContainerRow(r[0], ContainerState(r[1]), r[2], r[3], r[4], r[5], r[6])
 
     def set_container_state(self, index: int, state: ContainerState) -> None:
+        self._write()
+        self._rows.pop(index, None)
         self._conn.execute("UPDATE containers SET state = ? WHERE idx = ?", (int(state), index))
 
     def authorize_container(self, index: int, provider_id: str, expires_at: int) -> None:
         """AVAILABLE -> AUTHORIZED: a fresh container key, the provider id and the expiry."""
+        self._write()
+        self._rows.pop(index, None)
+        self._container_keys.pop(index, None)
         generation = self._conn.execute("SELECT generation FROM containers WHERE idx = ?", (index,)).fetchone()[0] + 1
         key = self._random(32)
-        sealed = _seal(self._dsk, key, self._ckey_aad(index, generation), self._random)
+        sealed = _seal(self._dsk_aead, key, self._ckey_aad(index, generation), self._random)
         self._conn.execute(
             "UPDATE containers SET state = ?, provider_id = ?, expires_at = ?, sealed_key = ?, generation = ?"
             " WHERE idx = ?",
             (int(ContainerState.AUTHORIZED), provider_id, expires_at, sealed, generation, index),
         )
-        self._container_keys[index] = (generation, key)
+        self._container_keys[index] = _ContainerKey.of(key)
 
     def clear_expiry(self, index: int) -> None:
+        self._write()
+        self._rows.pop(index, None)
         self._conn.execute("UPDATE containers SET expires_at = NULL WHERE idx = ?", (index,))
 
     def wipe_container(self, index: int) -> None:
         """Revocation: destroy the container key, its key sets, objects and PIN; back to AVAILABLE."""
+        self._write()
+        self._rows.pop(index, None)
+        self._keysets.pop(index, None)
+        self._versions.pop(index, None)
+        self._container_keys.pop(index, None)
         self._conn.execute("DELETE FROM objects WHERE idx = ?", (index,))
         self._conn.execute("DELETE FROM keysets WHERE owner = ?", (index,))
         self._conn.execute(
             "UPDATE containers SET state = ?, provider_id = NULL, expires_at = NULL, sealed_key = NULL WHERE idx = ?",
             (int(ContainerState.AVAILABLE), index),
         )
-        self._container_keys.pop(index, None)
 
     def reserved_total(self) -> int:
         return int(self._conn.execute("SELECT COALESCE(SUM(reserved), 0) FROM containers").fetchone()[0])
@@ -360,24 +468,28 @@ class Store:
     def _ckey_aad(index: int, generation: int) -> bytes:
         return b"container-key\x00" + struct.pack(">iI", index, generation)
 
-    def _container_key(self, index: int) -> bytes:
+    def _container_key(self, index: int) -> _ContainerKey:
+        """The container's key, unsealed once and kept until a write replaces or destroys it."""
+        cached = self._container_keys.get(index)
+        if cached is not None:
+            return cached
         row = self._conn.execute("SELECT sealed_key, generation FROM containers WHERE idx = ?", (index,)).fetchone()
         if row is None or row[0] is None:
             raise StoreError("container has no key")
-        cached = self._container_keys.get(index)
-        if cached is not None and cached[0] == row[1]:
-            return cached[1]
-        key = _unseal(self._dsk, bytes(row[0]), self._ckey_aad(index, row[1]))
-        self._container_keys[index] = (row[1], key)
+        key = _ContainerKey.of(_unseal(self._dsk_aead, bytes(row[0]), self._ckey_aad(index, row[1])))
+        self._container_keys[index] = key
         return key
 
-    def _owner_key(self, owner: int) -> bytes:
-        return self._dsk if owner == ISD_OWNER else self._container_key(owner)
+    def _owner_key(self, owner: int) -> AESGCM:
+        return self._dsk_aead if owner == ISD_OWNER else self._container_key(owner).aead
 
     # ---------------------------------------------------------------- key sets
 
     def put_keyset(self, owner: int, role: KeyRole, kvn: int, secret: bytes, tries: int) -> None:
         """Store (or replace) the one key set of ``owner``; keeps its sequence counter."""
+        self._write()
+        self._keysets.pop(owner, None)
+        self._versions.pop(owner, None)
         sealed = _seal(self._owner_key(owner), secret, b"keyset\x00" + struct.pack(">iB", owner, kvn), self._random)
         # A device-wide serial: a key set placed after a revocation never reuses a version of the old one.
         raw = self.get_meta("keyset_serial")
@@ -391,36 +503,59 @@ class Store:
         )
 
     def keyset(self, owner: int) -> KeySetRow | None:
+        try:
+            return self._keysets[owner]
+        except KeyError:
+            pass
         r = self._conn.execute(
             "SELECT role, kvn, sealed, tries_left, counter, version FROM keysets WHERE owner = ?", (owner,)
         ).fetchone()
         if r is None:
-            return None
-        secret = _unseal(self._owner_key(owner), bytes(r[2]), b"keyset\x00" + struct.pack(">iB", owner, r[1]))
-        return KeySetRow(owner, KeyRole(r[0]), r[1], secret, r[3], r[4], r[5])
+            keyset = None
+        else:
+            secret = _unseal(self._owner_key(owner), bytes(r[2]), b"keyset\x00" + struct.pack(">iB", owner, r[1]))
+            keyset = KeySetRow(owner, KeyRole(r[0]), r[1], secret, r[3], r[4], r[5])
+        self._keysets[owner] = keyset
+        return keyset
 
     def keyset_version(self, owner: int) -> int | None:
         """Version of ``owner``'s key set without unsealing it (None when there is none)."""
+        try:
+            return self._versions[owner]
+        except KeyError:
+            pass
         r = self._conn.execute("SELECT version FROM keysets WHERE owner = ?", (owner,)).fetchone()
-        return None if r is None else int(r[0])
+        version = None if r is None else int(r[0])
+        self._versions[owner] = version
+        return version
 
     def set_tries(self, owner: int, tries: int) -> None:
+        self._write()
         self._conn.execute("UPDATE keysets SET tries_left = ? WHERE owner = ?", (tries, owner))
+        cached = self._keysets.get(owner)
+        if cached is not None:
+            self._keysets[owner] = replace(cached, tries_left=tries)
 
     def set_counter(self, owner: int, counter: int) -> None:
+        self._write()
         self._conn.execute("UPDATE keysets SET counter = ? WHERE owner = ?", (counter, owner))
+        cached = self._keysets.get(owner)
+        if cached is not None:
+            self._keysets[owner] = replace(cached, counter=counter)
 
     # ---------------------------------------------------------------- objects
 
     def objects(self, index: int) -> ContainerObjects:
         return ContainerObjects(self, index)
 
-    def _object_id(self, index: int, kind: str, name: bytes) -> tuple[bytes, bytes]:
-        key = self._container_key(index)
+    def _object_id(self, index: int, kind: str, name: bytes) -> bytes:
+        key = self._container_key(index).key
         kind_b = kind.encode()
-        kind_id = hmac.new(key, b"kind\x00" + kind_b, hashlib.sha256).digest()[:16]
-        obj_id = hmac.new(key, b"object\x00" + struct.pack(">H", len(kind_b)) + kind_b + name, hashlib.sha256)
-        return obj_id.digest()[:16], kind_id
+        obj_id = hmac.digest(key, b"object\x00" + struct.pack(">H", len(kind_b)) + kind_b + name, "sha256")
+        return obj_id[:16]
+
+    def _kind_id(self, index: int, kind: str) -> bytes:
+        return hmac.digest(self._container_key(index).key, b"kind\x00" + kind.encode(), "sha256")[:16]
 
 
 def _encode_record(kind: str, name: bytes, value: bytes) -> bytes:
@@ -458,53 +593,67 @@ class ContainerObjects:
         return self.object_aad(self._index, obj_id)
 
     def get(self, kind: str, name: bytes) -> bytes | None:
-        obj_id, _ = self._store._object_id(self._index, kind, name)
+        store = self._store
+        obj_id = store._object_id(self._index, kind, name)
         row = self._conn.execute(
             "SELECT sealed FROM objects WHERE idx = ? AND id = ?", (self._index, obj_id)
         ).fetchone()
         if row is None:
             return None
-        _, _, value = _decode_record(_unseal(self._store._container_key(self._index), bytes(row[0]), self._aad(obj_id)))
+        _, _, value = _decode_record(_unseal(store._container_key(self._index).aead, bytes(row[0]), self._aad(obj_id)))
         return value
 
     def put(self, kind: str, name: bytes, value: bytes) -> None:
-        obj_id, kind_id = self._store._object_id(self._index, kind, name)
+        store = self._store
+        obj_id = store._object_id(self._index, kind, name)
         size = 0 if kind.startswith("core.") else len(kind) + len(name) + len(value) + OBJECT_OVERHEAD
         old = self._conn.execute("SELECT size FROM objects WHERE idx = ? AND id = ?", (self._index, obj_id)).fetchone()
         delta = size - (old[0] if old else 0)
         if delta > 0:
-            row = self._store.container(self._index)
+            row = store.container(self._index)
             if row is None:
                 raise ApduError(SW.NOT_FOUND, "no such container")
             if row.used + delta > row.quota:
                 raise ApduError(SW.NOT_ENOUGH_MEMORY, "container quota exceeded")
             growth = max(row.used + delta, row.reserved) - max(row.used, row.reserved)
-            if self._store.committed_total() + growth > self._store.capacity:
+            if growth > 0 and store.committed_total() + growth > store.capacity:
                 raise ApduError(SW.NOT_ENOUGH_MEMORY, "device memory exhausted")
         sealed = _seal(
-            self._store._container_key(self._index),
+            store._container_key(self._index).aead,
             _encode_record(kind, name, value),
             self._aad(obj_id),
-            self._store._random,
+            store._random,
         )
+        store._write()
+        if delta:
+            store._rows.pop(self._index, None)  # its used bytes change
         self._conn.execute(
             "INSERT OR REPLACE INTO objects (idx, id, kind_id, sealed, size) VALUES (?, ?, ?, ?, ?)",
-            (self._index, obj_id, kind_id, sealed, size),
+            (self._index, obj_id, store._kind_id(self._index, kind), sealed, size),
         )
 
     def delete(self, kind: str, name: bytes) -> bool:
-        obj_id, _ = self._store._object_id(self._index, kind, name)
+        store = self._store
+        obj_id = store._object_id(self._index, kind, name)
+        if (
+            self._conn.execute("SELECT 1 FROM objects WHERE idx = ? AND id = ?", (self._index, obj_id)).fetchone()
+            is None
+        ):
+            return False  # nothing to change: no write transaction
+        store._write()
+        store._rows.pop(self._index, None)
         cur = self._conn.execute("DELETE FROM objects WHERE idx = ? AND id = ?", (self._index, obj_id))
         return cur.rowcount > 0
 
     def names(self, kind: str) -> list[bytes]:
-        _, kind_id = self._store._object_id(self._index, kind, b"")
-        key = self._store._container_key(self._index)
+        store = self._store
+        kind_id = store._kind_id(self._index, kind)
+        aead = store._container_key(self._index).aead
         out = []
         for obj_id, sealed in self._conn.execute(
             "SELECT id, sealed FROM objects WHERE idx = ? AND kind_id = ?", (self._index, kind_id)
         ):
-            _, name, _ = _decode_record(_unseal(key, bytes(sealed), self._aad(bytes(obj_id))))
+            _, name, _ = _decode_record(_unseal(aead, bytes(sealed), self._aad(bytes(obj_id))))
             out.append(name)
         return sorted(out)
 

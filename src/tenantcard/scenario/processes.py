@@ -5,8 +5,9 @@ Each server runs in its own session (a Ctrl-C typed at the terminal reaches only
 the servers in order) and, on Linux, asks the kernel to send it SIGTERM should the scenario process die without
 stopping it (``PR_SET_PDEATHSIG``). Stopping is SIGTERM, a grace period, then SIGKILL.
 
-The servers get the scenario's environment without any ``TENANTCARD_*`` variable but those the scenario sets:
-a production setting in the caller's environment (a database URL, a key vault) never reaches a demo server.
+The servers get the scenario's environment without any ``TENANTCARD_*`` variable but ``TENANTCARD_LOG_DIR``
+and those the scenario sets: a production setting in the caller's environment (a database URL, a key vault, a
+credential) never reaches a demo server.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from tenantcard.scenario.trace import ProcessRecord
 PR_SET_PDEATHSIG = 1  # prctl(2)
 STOP_GRACE_SECONDS = 10.0
 ENV_PREFIX = "TENANTCARD_"
+ENV_PASSED = frozenset({"TENANTCARD_LOG_DIR"})  # diagnostics only (tenantcard.cli.main)
 
 
 def tenantcard_argv(*args: str) -> list[str]:
@@ -41,7 +43,7 @@ def tenantcard_argv(*args: str) -> list[str]:
 
 
 def child_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX) or k in ENV_PASSED}
     env["PYTHONUNBUFFERED"] = "1"  # log lines reach the log file as they are written
     env.update(extra or {})
     return env
@@ -65,13 +67,15 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 class ServerSpec:
     """How to start one server and how to tell it is ready.
 
-    ``ready`` is a pattern with a group ``address`` found in the server's output once it listens; ``probe``
-    turns that address into an HTTP URL that must answer 200 before the server counts as ready.
+    ``ready`` is a pattern with a group ``address`` found in the server's output once it listens (for a server
+    that picks its own port); ``address`` is the address of a server told where to listen. ``probe`` turns
+    the address into an HTTP URL that must answer 200 before the server counts as ready.
     """
 
     role: str
     args: tuple[str, ...]
-    ready: re.Pattern[str]
+    ready: re.Pattern[str] | None = None
+    address: str = ""
     env: Mapping[str, str] = field(default_factory=dict)
     probe: Callable[[str], str] | None = None
     timeout: float = 60.0
@@ -96,7 +100,7 @@ class ServerProcess:
             start_new_session=True,
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
-        self.address = ""
+        self.address = spec.address
         self.exit_code: int | None = None
 
     @property
@@ -120,7 +124,7 @@ class ServerProcess:
         """Block until the server announced its address (and answers its probe); ProcessStartError if it
         exits or takes longer than the spec's timeout."""
         deadline = time.monotonic() + self.spec.timeout
-        while not self.address:
+        while self.spec.ready is not None and not self.address:
             found = self.spec.ready.search(self._log_text())
             if found:
                 self.address = found.group("address")
@@ -142,8 +146,7 @@ class ServerProcess:
         if code is not None:
             self.exit_code = code
             raise ProcessStartError(
-                f"{self.spec.role} exited with status {code} while starting: {self._last_line()} "
-                f"(log: {self.log_path})"
+                f"{self.spec.role} exited with status {code} while starting: {self._last_line()} (log: {self.log_path})"
             )
         if time.monotonic() > deadline:
             raise ProcessStartError(
@@ -168,7 +171,7 @@ class ServerProcess:
     def record(self) -> ProcessRecord:
         # argv names files and ports only: every secret reaches a server through a file or its environment
         return ProcessRecord(
-            self.spec.role, self.pid, tuple(self.argv[1:]), self.address, str(self.log_path), self.exit_code
+            self.spec.role, self.pid, ("tenantcard", *self.spec.args), self.address, str(self.log_path), self.exit_code
         )
 
 

@@ -17,7 +17,7 @@ from tenantcard.scenario.errors import Interrupted
 from tenantcard.scenario.trace import Expect, Outcome, Phase, StepRecord, Trace
 
 
-class Refused(Exception):  # noqa: N818 - an outcome, not an error
+class Refused(Exception):
     """Raised by an expect-failure step when the refusal it demonstrates happened."""
 
     def __init__(self, detail: str) -> None:

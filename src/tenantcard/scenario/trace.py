@@ -107,6 +107,7 @@ class Trace:
     steps: list[StepRecord] = field(default_factory=list)
     processes: dict[str, ProcessRecord] = field(default_factory=dict)
     workdir: str = ""
+    workdir_kept: bool = False
     error: str | None = None
     finished_at: float | None = None
 
@@ -133,6 +134,7 @@ class Trace:
             "started_at": round(self.started_at, 3),
             "duration": round(end - self.started_at, 3),
             "workdir": self.workdir,
+            "workdir_kept": self.workdir_kept,
             "processes": [p.to_json() for p in self.processes.values()],
             "steps": [s.to_json() for s in self.steps],
         }

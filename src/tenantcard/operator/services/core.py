@@ -15,7 +15,7 @@ from tenantcard.operator.db.models import Device
 from tenantcard.operator.db.session import Database
 from tenantcard.operator.services.audit import AuditLog
 from tenantcard.operator.services.custody import Custody
-from tenantcard.operator.services.errors import DeviceBusy
+from tenantcard.operator.services.errors import DeviceBusy, NotFound
 from tenantcard.operator.services.gateway import DeviceGateway
 from tenantcard.operator.settings import OperatorSettings
 
@@ -75,6 +75,7 @@ class DeviceLocks:
             owner = f"{os.getpid()}:{threading.get_ident()}:{env.random(6).hex()}"
             deadline = time.monotonic() + wait
             while not self._try_take(device_id, owner):
+                self._check_exists(device_id)
                 if time.monotonic() >= deadline:
                     raise DeviceBusy("another operation is running on this device")
                 time.sleep(0.05)
@@ -89,6 +90,11 @@ class DeviceLocks:
                     )
         finally:
             local.release()
+
+    def _check_exists(self, device_id: str) -> None:
+        with self._env.db.transaction() as s:
+            if s.get(Device, device_id) is None:
+                raise NotFound("no such device")
 
     def _try_take(self, device_id: str, owner: str) -> bool:
         env = self._env

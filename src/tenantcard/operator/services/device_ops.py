@@ -58,14 +58,11 @@ class DeviceOps:
         Raises NotFound, DeviceBusy, DeviceUnavailable; DeviceRefused from the body becomes Conflict.
         """
         env = self._env
-        with env.db.transaction() as s:
-            device = repo.device(s, device_id)
-        if device is None:
-            raise NotFound("no such device")
-        with env.locks.hold(device_id):
+        with env.locks.hold(device_id):  # NotFound for a device that does not exist
             with env.db.transaction() as s:
                 device = repo.device(s, device_id)
-                assert device is not None
+                if device is None:
+                    raise NotFound("no such device")
             if not device.address:
                 raise DeviceUnavailable("the device has not checked in an address")
             current, nxt = self.operator_keys(device)

@@ -111,7 +111,7 @@ class Placement:
                 if existing is not None:
                     if not hmac.compare_digest(existing.request_hash, digest):
                         raise Conflict("idempotency key reused for another request", code="idempotency_mismatch")
-                    auth_id = existing.id
+                    auth_id, status = existing.id, existing.status
                 else:
                     contract = repo.contract(s, contract_id)
                     if contract is None or contract.provider_id != provider_id:
@@ -122,14 +122,14 @@ class Placement:
                     if device.status == DeviceStatus.LOST:
                         raise Conflict("the device is reported lost", code="device_lost")
                     auth, code = self._new(s, provider_id, contract, device, idempotency_key, digest)
-                    auth_id = auth.id
+                    auth_id, status = auth.id, auth.status
         except IntegrityError:  # a concurrent request with the same key won
             with env.db.transaction() as s:
                 existing = repo.authorization_by_key(s, provider_id, idempotency_key)
             if existing is None or existing.request_hash != digest:
                 raise Conflict("idempotency key reused for another request", code="idempotency_mismatch") from None
-            auth_id, code = existing.id, None
-        return self.progress(auth_id, code)
+            auth_id, code, status = existing.id, None, existing.status
+        return self.progress(auth_id, code, status=status)
 
     def _resolve(self, s: Session, ref: DeviceRef) -> Device:
         device: Device | None
@@ -179,12 +179,15 @@ class Placement:
         )
         return auth, code
 
-    def progress(self, auth_id: str, code: str | None) -> Outcome:
-        """Place it if it is approved (a device that does not answer leaves it approved); answer its state."""
-        with self._env.db.transaction() as s:
-            auth = repo.authorization(s, auth_id)
-            assert auth is not None
-        if auth.status == AuthorizationStatus.APPROVED:
+    def progress(self, auth_id: str, code: str | None, *, status: str | None = None) -> Outcome:
+        """Place it if it is approved (a device that does not answer leaves it approved); answer its state.
+        ``status``: the caller's fresh knowledge of the status, saving a read."""
+        if status is None:
+            with self._env.db.transaction() as s:
+                auth = repo.authorization(s, auth_id)
+                assert auth is not None
+                status = auth.status
+        if status == AuthorizationStatus.APPROVED:
             try:
                 self.place(auth_id)
             except DeviceUnavailable as exc:

@@ -1,0 +1,484 @@
+"""Faults under load (loopback only): SIGKILL of the device, of the operator and of the IdP at random moments;
+PostgreSQL crashed and restarted under a running operator; a device unreachable in the middle of a
+contract-end job. After each recovery: the device store opens and passes its integrity check with every
+container before or after the interrupted command (invariant 6), the audit log verifies, and every device
+agrees with the operator's registry.
+
+The random moments come from a seeded generator (the seed is in the test name's output on failure).
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from tenantcard.client.container import ContainerSession
+from tenantcard.device import Device, FileKeyVault
+from tenantcard.device.store import ContainerState
+from tenantcard.transport.base import LocalConnection, TransportError
+from tenantcard.transport.tcp_client import TcpConnection
+from tenantcard.transport.tcp_server import DeviceServerThread
+from tenantcard.wire.gp import container_aid
+from tenantcard.wire.tenant import Access
+from tests.hardening.workload import (
+    DeviceLoad,
+    FleetDevice,
+    OperatorProcess,
+    audit_entries,
+    manufacture,
+    provider_keys,
+    take_ownership,
+    wait_job,
+)
+from tests.support.transports import ServeProcess
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+SEED = 20261129
+
+
+# ------------------------------------------------------------------------------------------ device
+
+
+class Writer:
+    """Provider sessions writing numbered objects to one container until the device goes away. ``acked`` are the
+    objects whose STORE DATA was answered 9000, ``tried`` every object sent."""
+
+    def __init__(self, load: DeviceLoad, index: int) -> None:
+        self.load = load
+        self.index = index
+        self.acked: dict[bytes, bytes] = {}
+        self.tried: dict[bytes, bytes] = {}
+        self.n = 0
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                conn = TcpConnection(self.load.server.host, self.load.server.port, timeout=10)
+            except (OSError, TransportError):
+                return  # the device is gone
+            try:
+                session = ContainerSession(conn, container_aid(self.index))
+                session.select()
+                session.authenticate(provider_keys(self.index))
+                for _ in range(5):
+                    self.n += 1
+                    name, value = f"o{self.n}".encode(), self.n.to_bytes(4, "big") * 8
+                    self.tried[name] = value
+                    session.put_object(name, value, Access.PROVIDER)
+                    self.acked[name] = value
+            except Exception:
+                return  # the device was killed under this session
+            finally:
+                conn.close()
+
+
+def test_device_sigkill_under_load_keeps_every_container_before_or_after(tmp_path: Path) -> None:
+    rng = random.Random(SEED)
+    containers = 6
+    load = DeviceLoad(tmp_path, containers)
+    vault = FileKeyVault(tmp_path / "vault.key")
+    writers = [Writer(load, i) for i in range(containers)]
+    for _ in range(4):
+        load.server = ServeProcess(load.store, log_path=tmp_path / "device-serve.log", extra=load.server.extra)
+        load.start()
+        stop = threading.Event()
+        threads = [threading.Thread(target=w.run, args=(stop,)) for w in writers]
+        for t in threads:
+            t.start()
+        time.sleep(rng.uniform(0.2, 1.0))
+        load.server.kill()  # SIGKILL at a random moment, sessions in flight
+        stop.set()
+        for t in threads:
+            t.join(60)
+        # Invariant 6: the store opens, every sealed record opens, each container holds every acknowledged
+        # object and otherwise only the one object whose STORE DATA was in flight.
+        device = Device.open(load.store, vault)
+        try:
+            device.check()
+            for w in writers:
+                session = ContainerSession(LocalConnection(device.connect()), container_aid(w.index))
+                session.select()
+                session.authenticate(provider_keys(w.index))
+                present = {o.name for o in session.list_objects()}
+                assert set(w.acked) <= present <= set(w.tried), w.index
+                assert len(present - set(w.acked)) <= 1
+                for name in present:
+                    assert session.get_object(name) == w.tried[name]
+                w.acked = {name: w.tried[name] for name in present}
+        finally:
+            device.close()
+    assert sum(len(w.acked) for w in writers) > 0
+
+
+# ------------------------------------------------------------------------------------------ operator
+
+STATE_NAMES = {
+    ContainerState.AVAILABLE: "available",
+    ContainerState.AUTHORIZED: "authorized",
+    ContainerState.OWNED: "owned",
+    ContainerState.LOCKED: "locked",
+}
+
+
+def assert_devices_agree(admin: httpx.Client, fleet: list[FleetDevice]) -> None:
+    """The registry, once reconciled, says for each container what the device's own store says."""
+    for d in fleet:
+        r = admin.post(f"/v1/admin/devices/{d.device_id}/reconcile")
+        assert r.status_code == 200, r.text
+        registry = {c["index"]: (c["state"], c["provider_id"]) for c in r.json()["containers"]}
+        assert d.device is not None
+        with d.device.lock:
+            rows = d.device.store.containers()
+        on_device = {row.index: (STATE_NAMES[row.state], row.provider_id) for row in rows}
+        assert registry == on_device, d.device_id
+
+
+@pytest.fixture
+def fleet_stop() -> Iterator[list[FleetDevice]]:
+    fleet: list[FleetDevice] = []
+    yield fleet
+    for d in fleet:
+        d.stop()
+
+
+@pytest.fixture
+def operators() -> Iterator[list[OperatorProcess]]:
+    started: list[OperatorProcess] = []
+    yield started
+    for op in started:
+        op.stop()
+
+
+def _place(client: httpx.Client, contract_id: str, device_id: str, key: str) -> httpx.Response:
+    body = {"contract_id": contract_id, "device": {"device_id": device_id}, "idempotency_key": key}
+    return client.post("/v1/authorizations", json=body)
+
+
+def test_operator_sigkill_under_load_then_registry_and_devices_agree(
+    tmp_path: Path, postgres_url: str, fleet_stop: list[FleetDevice], operators: list[OperatorProcess]
+) -> None:
+    rng = random.Random(SEED + 1)
+    op = OperatorProcess(postgres_url, tmp_path).start()
+    operators.append(op)
+    admin = op.client()
+    for _ in range(2):
+        d = manufacture(admin, 10)
+        d.serve(admin)
+        fleet_stop.append(d)
+    providers = []
+    for p in range(4):
+        provider = admin.post("/v1/admin/providers", json={"name": f"P{p}"}).json()
+        contract = admin.post(
+            "/v1/admin/contracts", json={"provider_id": provider["id"], "option": "A", "quota": 1024}
+        ).json()
+        providers.append((provider, contract))
+    keys = [f"kill-{i}-{uuid.uuid4().hex}" for i in range(16)]
+    acked: dict[str, str] = {}
+    lock = threading.Lock()
+
+    def client(i: int) -> None:
+        provider, contract = providers[i % len(providers)]
+        with op.client(provider["credential"]) as c:
+            try:
+                r = _place(c, contract["id"], fleet_stop[i % 2].device_id, keys[i])
+            except httpx.HTTPError:
+                return
+            if r.status_code == 201:
+                with lock:
+                    acked[keys[i]] = r.json()["id"]
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(keys))]
+    for t in threads:
+        t.start()
+    time.sleep(rng.uniform(0.05, 0.6))
+    op.kill()
+    for t in threads:
+        t.join(120)
+
+    op2 = OperatorProcess(postgres_url, tmp_path).start()
+    operators.append(op2)
+    admin = op2.client()
+    for d in fleet_stop:  # the restarted operator learns nothing new: the devices kept their addresses
+        assert admin.get(f"/v1/admin/devices/{d.device_id}").json()["address"] == d.address
+    # Every request is retried with its idempotency key: those answered before the kill keep their id, the
+    # others complete now; nothing is placed twice.
+    for i, key in enumerate(keys):
+        provider, contract = providers[i % len(providers)]
+        with op2.client(provider["credential"]) as c:
+            r = _place(c, contract["id"], fleet_stop[i % 2].device_id, key)
+            assert r.status_code in (200, 201), r.text
+            if key in acked:
+                assert r.json()["id"] == acked[key]
+            bundle = r.json()["bundle"]
+            assert bundle is not None
+            take_ownership(bundle)
+            assert c.post(f"/v1/authorizations/{r.json()['id']}/ownership").status_code == 200
+    assert_devices_agree(admin, fleet_stop)
+    owned = sum(
+        1
+        for d in fleet_stop
+        for c in admin.get(f"/v1/admin/devices/{d.device_id}").json()["containers"]
+        if c["state"] == "owned"
+    )
+    assert owned == len(keys)
+    assert admin.get("/v1/admin/audit/verify").json()["ok"] is True
+
+
+def test_device_unreachable_mid_job_then_job_completes(
+    tmp_path: Path, postgres_url: str, fleet_stop: list[FleetDevice], operators: list[OperatorProcess]
+) -> None:
+    op = OperatorProcess(postgres_url, tmp_path, TENANTCARD_OPERATOR_JOB_ITEM_DELAY_SECONDS="0.2").start()
+    operators.append(op)
+    admin = op.client()
+    for _ in range(2):
+        d = manufacture(admin, 4)
+        d.serve(admin)
+        fleet_stop.append(d)
+    provider = admin.post("/v1/admin/providers", json={"name": "Leaving"}).json()
+    contract = admin.post(
+        "/v1/admin/contracts", json={"provider_id": provider["id"], "option": "A", "quota": 1024}
+    ).json()
+    containers = []
+    with op.client(provider["credential"]) as c:
+        for i in range(6):
+            r = _place(c, contract["id"], fleet_stop[i % 2].device_id, uuid.uuid4().hex)
+            assert r.status_code == 201, r.text
+            take_ownership(r.json()["bundle"])
+            containers.append(r.json()["bundle"]["container_id"])
+    away = fleet_stop[1]
+    away.stop()  # unreachable: its items must stay pending, not fail and not be half-done
+    job = admin.post(f"/v1/admin/contracts/{contract['id']}/end").json()
+    deadline = time.monotonic() + 120
+    while True:
+        progress = admin.get(f"/v1/admin/jobs/{job['id']}").json()
+        if progress["done"] >= 3:
+            break
+        assert time.monotonic() < deadline, progress
+        time.sleep(0.1)
+    assert progress["status"] == "running" and progress["failed"] == 0, progress
+    away.serve(admin)  # back, at a new address, checked in
+    finished = wait_job(admin, job["id"])
+    assert (finished["status"], finished["done"], finished["failed"]) == ("done", 6, 0), finished
+    revoked = [e["subject"] for e in audit_entries(admin) if e["action"] == "container.revoked"]
+    assert sorted(revoked) == sorted(containers)  # each exactly once
+    assert_devices_agree(admin, fleet_stop)
+    assert admin.get("/v1/admin/audit/verify").json()["ok"] is True
+
+
+# ------------------------------------------------------------------------------------------ PostgreSQL
+
+
+def _pg_crash() -> None:
+    """Crash the real cluster that scripts/services runs (pg_ctl stop -m immediate: no shutdown checkpoint)."""
+    bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    assert bins, "PostgreSQL is not installed"
+    subprocess.run(
+        [
+            "runuser",
+            "-u",
+            "postgres",
+            "--",
+            str(bins[-1]),
+            "-D",
+            str(ROOT / ".run" / "pg"),
+            "-m",
+            "immediate",
+            "-w",
+            "stop",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+def _pg_start() -> None:
+    subprocess.run([str(ROOT / "scripts" / "services"), "start"], check=True, capture_output=True, timeout=120)
+
+
+@pytest.fixture
+def pg_restored() -> Iterator[None]:
+    """Whatever happens in the test, the cluster runs again at the end."""
+    try:
+        yield
+    finally:
+        _pg_start()
+
+
+def test_postgres_restarted_under_the_operator(
+    tmp_path: Path,
+    postgres_url: str,
+    pg_restored: None,
+    fleet_stop: list[FleetDevice],
+    operators: list[OperatorProcess],
+) -> None:
+    op = OperatorProcess(postgres_url, tmp_path).start()
+    operators.append(op)
+    admin = op.client()
+    d = manufacture(admin, 6)
+    d.serve(admin)
+    fleet_stop.append(d)
+    provider = admin.post("/v1/admin/providers", json={"name": "Steady"}).json()
+    contract = admin.post(
+        "/v1/admin/contracts", json={"provider_id": provider["id"], "option": "A", "quota": 1024}
+    ).json()
+    pc = op.client(provider["credential"])
+    stop = threading.Event()
+    statuses: list[int] = []
+
+    def reader() -> None:
+        with op.client(provider["credential"]) as c:
+            while not stop.is_set():
+                try:
+                    statuses.append(c.get("/v1/containers").status_code)
+                except httpx.HTTPError:
+                    statuses.append(0)
+                time.sleep(0.02)
+
+    threads = [threading.Thread(target=reader) for _ in range(4)]
+    for t in threads:
+        t.start()
+    before = _place(pc, contract["id"], d.device_id, "before-crash")
+    assert before.status_code == 201, before.text
+    _pg_crash()
+    during = _place(pc, contract["id"], d.device_id, "during-outage")
+    assert during.status_code >= 500 or during.status_code == 201  # refused cleanly, or served from a retry
+    _pg_start()
+    # The operator recovers by itself (no restart): the next requests succeed.
+    deadline = time.monotonic() + 60
+    while pc.get("/v1/containers").status_code != 200:
+        assert time.monotonic() < deadline, "the operator did not recover from the database restart"
+        time.sleep(0.2)
+    stop.set()
+    for t in threads:
+        t.join(30)
+    assert 200 in statuses
+    for key in ("before-crash", "during-outage", "after-restart"):
+        r = _place(pc, contract["id"], d.device_id, key)
+        assert r.status_code in (200, 201), r.text
+        if key == "before-crash":
+            assert r.json()["id"] == before.json()["id"]
+    assert_devices_agree(admin, fleet_stop)
+    assert admin.get("/v1/admin/audit/verify").json()["ok"] is True
+
+
+# ------------------------------------------------------------------------------------------ IdP
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class IdpProcess:
+    def __init__(self, tmp_path: Path, port: int, ca_pem: Path) -> None:
+        self.tmp_path = tmp_path
+        self.port = port
+        self.ca_pem = ca_pem
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = f"http://127.0.0.1:{port}"
+
+    def start(self) -> IdpProcess:
+        command = [sys.executable, "-m", "tenantcard.cli.main", "idp", "serve", "--listen", f"127.0.0.1:{self.port}"]
+        command += ["--db", f"sqlite:///{self.tmp_path / 'idp.db'}", "--operator", "http://127.0.0.1:9"]
+        command += ["--operator-ca", str(self.ca_pem)]
+        with (self.tmp_path / "idp-serve.log").open("ab") as log:
+            self.proc = subprocess.Popen(command, stdout=log, stderr=log)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{self.url}/.well-known/openid-configuration", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            assert self.proc.poll() is None, "the IdP exited"
+            assert time.monotonic() < deadline, "the IdP did not start"
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)
+
+    def jwks(self) -> dict[str, Any]:
+        doc: dict[str, Any] = httpx.get(f"{self.url}/jwks.json", timeout=10).json()
+        return doc
+
+
+def test_idp_sigkill_under_load_keeps_its_keys(tmp_path: Path) -> None:
+    from tests.unit.idp.idp_support import new_ca
+
+    rng = random.Random(SEED + 2)
+    pem = tmp_path / "ca.pem"
+    pem.write_bytes(new_ca().cert.public_bytes(serialization.Encoding.PEM))
+    idp = IdpProcess(tmp_path, _free_port(), pem).start()
+    try:
+        keys = idp.jwks()
+        assert keys["keys"]
+        for _ in range(3):
+            stop = threading.Event()
+
+            def hammer(target: IdpProcess = idp, done: threading.Event = stop) -> None:
+                with httpx.Client(base_url=target.url, timeout=5) as c:
+                    while not done.is_set():
+                        try:
+                            c.get("/.well-known/openid-configuration")
+                            c.get("/jwks.json")
+                        except httpx.HTTPError:
+                            return
+
+            threads = [threading.Thread(target=hammer) for _ in range(4)]
+            for t in threads:
+                t.start()
+            time.sleep(rng.uniform(0.1, 0.8))
+            idp.kill()
+            stop.set()
+            for t in threads:
+                t.join(30)
+            idp.start()
+            # The signing keys survive: ID tokens issued before the kill still verify.
+            assert idp.jwks() == keys
+    finally:
+        idp.kill()
+
+
+def test_device_server_thread_restarts_on_a_store_killed_mid_write(tmp_path: Path) -> None:
+    """The in-process server on a store left by a SIGKILLed process (above) serves again at once."""
+    load = DeviceLoad(tmp_path, 2).start()
+    writer = Writer(load, 0)
+    stop = threading.Event()
+    t = threading.Thread(target=writer.run, args=(stop,))
+    t.start()
+    time.sleep(0.3)
+    load.server.kill()
+    stop.set()
+    t.join(30)
+    device = Device.open(load.store, FileKeyVault(tmp_path / "vault.key"))
+    server = DeviceServerThread(device).start()
+    try:
+        conn = TcpConnection(server.host, server.port, timeout=10)
+        session = ContainerSession(conn, container_aid(0))
+        session.select()
+        session.authenticate(provider_keys(0))
+        names = {o.name for o in session.list_objects()}
+        assert set(writer.acked) <= names <= set(writer.tried)
+        conn.close()
+    finally:
+        server.stop()
+        device.close()
