@@ -37,7 +37,7 @@ from tenantcard.client.container import ContainerSession
 from tenantcard.client.isd import IsdSession
 from tenantcard.client.piv import PivProvisioner
 from tenantcard.crypto.scp03 import Scp03Card, StaticKeys
-from tenantcard.device.keyvault import FileKeyVault
+from tenantcard.keyvault import FileKeyVault
 from tenantcard.device.os import Device
 from tenantcard.device.provision import create_device_store, dev_spec, gp_test_keys
 from tenantcard.transport.base import Card, LocalConnection

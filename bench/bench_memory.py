@@ -40,7 +40,7 @@ def _create_stores(folder: Path, count: int) -> None:
     code = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from tenantcard.device.keyvault import FileKeyVault\n"
+        "from tenantcard.keyvault import FileKeyVault\n"
         "from tenantcard.device.provision import create_device_store, dev_spec\n"
         "folder, n = Path(sys.argv[1]), int(sys.argv[2])\n"
         "vault = FileKeyVault(folder / 'vault')\n"
@@ -56,7 +56,7 @@ def _measure(folder: Path, count: int, serve: bool) -> int:
         "import gc, json, sys\n"
         "from pathlib import Path\n"
         "from bench.bench_memory import rss_bytes\n"
-        "from tenantcard.device.keyvault import FileKeyVault\n"
+        "from tenantcard.keyvault import FileKeyVault\n"
         "from tenantcard.device.os import Device\n"
         "from tenantcard.transport.tcp_server import DeviceServerThread\n"
         "from tenantcard.transport.tcp_client import TcpConnection\n"

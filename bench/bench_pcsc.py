@@ -142,7 +142,7 @@ def _make_device(directory: Path) -> tuple[Path, bytes]:
     from tenantcard.client.isd import IsdSession
     from tenantcard.client.piv import PivProvisioner
     from tenantcard.crypto.scp03 import StaticKeys
-    from tenantcard.device.keyvault import FileKeyVault
+    from tenantcard.keyvault import FileKeyVault
     from tenantcard.device.os import Device
     from tenantcard.device.provision import create_device_store, dev_spec, gp_test_keys
     from tenantcard.transport.base import LocalConnection
@@ -197,7 +197,7 @@ def _rate(sign: Callable[[], object], count: int, rounds: int) -> float:
 def _in_process_signatures(store: Path, count: int, rounds: int) -> float:
     """Signatures per second on the device API: container-scoped session, VERIFY once, GENERAL AUTHENTICATE."""
     from tenantcard.client.piv import PivHolder
-    from tenantcard.device.keyvault import FileKeyVault
+    from tenantcard.keyvault import FileKeyVault
     from tenantcard.device.os import Device
     from tenantcard.transport.base import LocalConnection
     from tenantcard.wire.piv import KeyRef

@@ -24,7 +24,7 @@ from tenantcard.client.isd import IsdSession
 from tenantcard.client.pki import PkiClient
 from tenantcard.client.programs import ProgramsClient
 from tenantcard.crypto.scp03 import StaticKeys
-from tenantcard.device.keyvault import FileKeyVault
+from tenantcard.keyvault import FileKeyVault
 from tenantcard.device.os import Device
 from tenantcard.device.programs.examples import example_wasm
 from tenantcard.device.programs.sandbox import Limits, Sandbox

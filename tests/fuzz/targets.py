@@ -35,7 +35,7 @@ from tenantcard.crypto.errors import CryptoError, SecureChannelError
 from tenantcard.crypto.ocra import OcraSuite
 from tenantcard.crypto.otp import OtpError
 from tenantcard.crypto.scp03 import PutKeyCommand, Scp03Host, StaticKeys
-from tenantcard.device.keyvault import FileKeyVault
+from tenantcard.keyvault import FileKeyVault
 from tenantcard.device.os import Device
 from tenantcard.device.provision import create_device_store, dev_spec, gp_test_keys
 from tenantcard.transport.base import LocalConnection

@@ -36,7 +36,7 @@ from tenantcard.client.isd import IsdSession
 from tenantcard.client.pki import PkiClient
 from tenantcard.crypto.scp03 import StaticKeys
 from tenantcard.device import Device, FileKeyVault, create_device_store, dev_spec
-from tenantcard.device.keyvault import open_vault
+from tenantcard.keyvault import open_vault
 from tenantcard.device.provision import ContainerSpec, gp_test_keys
 from tenantcard.transport.base import LocalConnection
 from tenantcard.transport.tcp_client import TcpConnection, connect

@@ -22,7 +22,7 @@ from tenantcard.client.isd import IsdSession
 from tenantcard.client.programs import ProgramError, ProgramsClient
 from tenantcard.crypto.errors import CryptoError
 from tenantcard.crypto.scp03 import StaticKeys
-from tenantcard.device.keyvault import FileKeyVault
+from tenantcard.keyvault import FileKeyVault
 from tenantcard.device.os import Device
 from tenantcard.device.programs.examples import example_wasm
 from tenantcard.device.provision import ContainerSpec, create_device_store, dev_spec, gp_test_keys

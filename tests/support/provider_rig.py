@@ -10,7 +10,7 @@ from pathlib import Path
 from tenantcard.client.container import ContainerSession
 from tenantcard.client.isd import IsdSession
 from tenantcard.crypto.scp03.keys import StaticKeys
-from tenantcard.device.keyvault import FileKeyVault
+from tenantcard.keyvault import FileKeyVault
 from tenantcard.device.os import Device
 from tenantcard.device.provision import ContainerSpec, create_device_store, dev_spec, gp_test_keys
 from tenantcard.provider.sdk import AuthorizationBundle, tcp_connect

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from tenantcard.crypto.scp03 import StaticKeys
-    from tenantcard.device.keyvault import KeyVault
+    from tenantcard.keyvault import KeyVault
     from tenantcard.device.os import Device
     from tenantcard.transport.base import Card
     from tenantcard.transport.pcsc_bridge import BridgeSet, Exposure
@@ -47,7 +47,7 @@ def default_vault_uri(store: Path) -> str:
 
 def _vault(uri: str, *, create: bool) -> KeyVault:
     """Open the vault at ``uri``; a missing file vault is created only when ``create`` (device init)."""
-    from tenantcard.device.keyvault import open_vault
+    from tenantcard.keyvault import open_vault
 
     scheme, _, rest = uri.partition(":")
     if scheme == "file" and rest and not create and not Path(rest).exists():
@@ -60,10 +60,11 @@ def _errors() -> Iterator[None]:
     """Every expected failure becomes a one-line message and exit status 1, never a traceback."""
     from tenantcard.crypto.errors import CryptoError
     from tenantcard.device.errors import DeviceError
+    from tenantcard.keyvault import KeyVaultError
 
     try:
         yield
-    except (DeviceError, TransportError, CryptoError) as exc:
+    except (DeviceError, KeyVaultError, TransportError, CryptoError) as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""

@@ -92,6 +92,7 @@ class ContainerApp(SecurityDomainApp):
         self.function_sessions: dict[str, MutableMapping[str, object]] = {}
         self._store_data = bytearray()
         self._next_block = 0
+        self._objects = ctx.store.objects(index)
 
     # ---------------------------------------------------------------- state
 
@@ -145,7 +146,7 @@ class ContainerApp(SecurityDomainApp):
         return Rights(provider=provider, holder=self.holder_verified, security_level=self.level)
 
     def objects(self) -> ContainerObjects:
-        return self.ctx.store.objects(self.index)
+        return self._objects
 
     def function_context(self, function: ContainerFunction) -> FunctionContext:
         session = self.function_sessions.setdefault(function.name, {})

@@ -7,9 +7,5 @@ class DeviceError(Exception):
     """Base of every device-side error outside APDU processing (which answers status words instead)."""
 
 
-class KeyVaultError(DeviceError):
-    """The key vault cannot seal or unseal (missing or unsafe key file, token unavailable, wrong blob)."""
-
-
 class StoreError(DeviceError):
     """The sealed store cannot be created or opened (exists already, wrong schema, corrupted, wrong vault)."""

@@ -22,7 +22,7 @@ from tenantcard.crypto.identity import DEVICE_ID_LENGTH, issue_device_certificat
 from tenantcard.crypto.scp03 import StaticKeys
 from tenantcard.device.domain import MAX_AUTH_TRIES, encode_keys
 from tenantcard.device.errors import StoreError
-from tenantcard.device.keyvault import KeyVault
+from tenantcard.keyvault import KeyVault
 from tenantcard.device.store import DEFAULT_CAPACITY, ISD_OWNER, KeyRole, Store
 
 DEFAULT_QUOTA = 64 * 1024

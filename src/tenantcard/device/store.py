@@ -31,8 +31,9 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from tenantcard.device.errors import KeyVaultError, StoreError
-from tenantcard.device.keyvault import KeyVault
+from tenantcard.device.errors import StoreError
+from tenantcard.keyvault import KeyVaultError
+from tenantcard.keyvault import KeyVault
 from tenantcard.wire.sw import SW, ApduError
 
 SCHEMA_VERSION = 1

@@ -35,10 +35,10 @@ class CommandApdu:
     extended: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
-        for name in ("cla", "ins", "p1", "p2"):
-            value = getattr(self, name)
-            if not 0 <= value <= 0xFF:
-                raise WireError(f"{name} out of range")
+        if not (0 <= self.cla <= 0xFF and 0 <= self.ins <= 0xFF and 0 <= self.p1 <= 0xFF and 0 <= self.p2 <= 0xFF):
+            for name in ("cla", "ins", "p1", "p2"):
+                if not 0 <= getattr(self, name) <= 0xFF:
+                    raise WireError(f"{name} out of range")
         if len(self.data) > MAX_EXTENDED_LC:
             raise WireError("command data longer than 65535 bytes")
         if self.le is not None and not 1 <= self.le <= MAX_EXTENDED_LE:
@@ -151,7 +151,7 @@ class ResponseApdu:
 
     @classmethod
     def of(cls, sw: SW | int, data: bytes = b"") -> ResponseApdu:
-        return cls(data, SW(sw))
+        return cls(data, sw if type(sw) is SW else SW(sw))
 
     def to_bytes(self) -> bytes:
         return self.data + self.sw.to_bytes()

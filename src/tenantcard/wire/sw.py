@@ -61,7 +61,7 @@ class SW(IntEnum):
         return self.value & 0xFF
 
     def to_bytes(self) -> bytes:  # type: ignore[override]
-        return bytes([self.sw1, self.sw2])
+        return int.to_bytes(self, 2, "big")
 
     @classmethod
     def retries(cls, left: int) -> SW:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import uvicorn
 
-from tenantcard.device.keyvault import open_vault
+from tenantcard.keyvault import open_vault
 from tenantcard.device.os import Device
 from tenantcard.operator.app import create_app
 from tenantcard.operator.settings import OperatorSettings

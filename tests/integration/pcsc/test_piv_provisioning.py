@@ -19,7 +19,7 @@ from tenantcard.client.container import ContainerSession
 from tenantcard.client.isd import IsdSession
 from tenantcard.client.piv import PivError, PivHolder, PivProvisioner
 from tenantcard.crypto.scp03 import StaticKeys
-from tenantcard.device.keyvault import FileKeyVault
+from tenantcard.keyvault import FileKeyVault
 from tenantcard.device.os import Device
 from tenantcard.device.provision import create_device_store, dev_spec, gp_test_keys
 from tenantcard.wire.apdu import CommandApdu, ResponseApdu

@@ -40,14 +40,19 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
+def _layer(path: Path) -> str:
+    first = path.relative_to(SRC).parts[0]
+    return first.removesuffix(".py")
+
+
 def _modules() -> list[Path]:
-    return sorted(p for p in SRC.rglob("*.py") if p.relative_to(SRC).parts[0] in ALLOWED)
+    return sorted(p for p in SRC.rglob("*.py") if _layer(p) in ALLOWED)
 
 
 @pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(SRC)))
 def test_imports_point_down(path: Path) -> None:
     rel = path.relative_to(SRC)
-    layer = rel.parts[0]
+    layer = _layer(path)
     bad = {
         target
         for target in _imports(path) - {layer}
@@ -58,4 +63,6 @@ def test_imports_point_down(path: Path) -> None:
 
 def test_every_layer_is_known() -> None:
     packages = {p.name for p in SRC.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
-    assert packages - {"cli", "scenario"} <= set(ALLOWED), "a new package needs its place in the layering"
+    modules = {p.stem for p in SRC.glob("*.py") if p.stem != "__init__"}
+    # cli and scenario sit on top and may import anything; config is their settings loader.
+    assert (packages | modules) - {"cli", "scenario", "config"} <= set(ALLOWED), "a new package needs its place"

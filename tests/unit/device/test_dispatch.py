@@ -11,7 +11,7 @@ import pytest
 from tests.unit.device.hostkit import Clock, Host, own
 
 from tenantcard.device.functions.base import FunctionContext
-from tenantcard.device.keyvault import FileKeyVault
+from tenantcard.keyvault import FileKeyVault
 from tenantcard.device.os import Device
 from tenantcard.device.provision import ContainerSpec, DeviceSpec, create_device_store, dev_spec, gp_test_keys
 from tenantcard.transport.base import LocalConnection

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from tenantcard.device.functions.base import FunctionContext, Rights
 from tenantcard.device.functions.piv import KIND_STATE, STATE_NAME, PivFunction
-from tenantcard.device.keyvault import FileKeyVault
+from tenantcard.keyvault import FileKeyVault
 from tenantcard.device.store import Store
 from tenantcard.wire.apdu import CommandApdu, ResponseApdu
 from tenantcard.wire.piv import (

@@ -13,7 +13,7 @@ from tests.unit.device.hostkit import Clock, Host, own
 
 from tenantcard.crypto.scp03 import StaticKeys
 from tenantcard.device.errors import StoreError
-from tenantcard.device.keyvault import FileKeyVault
+from tenantcard.keyvault import FileKeyVault
 from tenantcard.device.os import Device
 from tenantcard.device.provision import gp_test_keys
 from tenantcard.device.store import ContainerState, KeyRole, Store

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from tenantcard.crypto.identity import issue_device_certificate, make_ca
-from tenantcard.device.keyvault import FileKeyVault
+from tenantcard.keyvault import FileKeyVault
 from tenantcard.device.os import Device
 from tenantcard.device.provision import DeviceSpec, create_device_store, gp_test_keys
 from tenantcard.idp.login.directory import DeviceStatus, UnknownDeviceError

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tests.support.services import SoftHsmToken
 
 from tenantcard.crypto.scp03.keys import StaticKeys
-from tenantcard.device.keyvault import PIN_ENV
+from tenantcard.keyvault import PIN_ENV
 from tenantcard.operator.services.custody import Custody, CustodyError, credential_hash, derive_pepper
 
 

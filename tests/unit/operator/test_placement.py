@@ -15,7 +15,7 @@ from tests.unit.operator.conftest import Clock
 from tenantcard.client.container import ContainerSession
 from tenantcard.client.isd import IsdSession
 from tenantcard.crypto.scp03.keys import StaticKeys
-from tenantcard.device.keyvault import open_vault
+from tenantcard.keyvault import open_vault
 from tenantcard.device.os import Device
 from tenantcard.operator.app import build_services
 from tenantcard.operator.db import repositories as repo

@@ -16,7 +16,7 @@ from tenantcard.cli.programs import PASSPHRASE_ENV, SIGNING_PASSWORD_ENV, progra
 from tenantcard.client.container import ContainerSession
 from tenantcard.client.isd import IsdSession
 from tenantcard.crypto.scp03 import StaticKeys
-from tenantcard.device.keyvault import FileKeyVault
+from tenantcard.keyvault import FileKeyVault
 from tenantcard.device.os import Device
 from tenantcard.device.provision import ContainerSpec, create_device_store, dev_spec, gp_test_keys
 from tenantcard.provider.keystore import ContainerRecord, FileKeystore

@@ -1,6 +1,6 @@
 """Key custody: every operator secret is stored wrapped under the master key of a key vault.
 
-The vault is ``tenantcard.device.keyvault`` (AES-256-GCM with associated data; a 0600 file or a
+The vault is ``tenantcard.keyvault`` (AES-256-GCM with associated data; a 0600 file or a
 non-extractable key on a PKCS#11 token). The associated data binds each blob to its purpose and owner
 (e.g. ``isd:<device id>:<kvn>``), so a blob copied to another row does not open.
 """
@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from tenantcard.crypto.scp03.keys import StaticKeys
-from tenantcard.device.errors import KeyVaultError
-from tenantcard.device.keyvault import KeyVault, open_vault
+from tenantcard.keyvault import KeyVaultError
+from tenantcard.keyvault import KeyVault, open_vault
 
 
 class CustodyError(Exception):

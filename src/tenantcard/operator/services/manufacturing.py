@@ -100,8 +100,9 @@ class Manufacturing:
         actor: str = "admin",
     ) -> Manufactured:
         # The factory step: the one place the operator writes a device's own store.
-        from tenantcard.device.errors import KeyVaultError, StoreError
-        from tenantcard.device.keyvault import open_vault
+        from tenantcard.device.errors import StoreError
+        from tenantcard.keyvault import KeyVaultError
+        from tenantcard.keyvault import open_vault
         from tenantcard.device.provision import ContainerSpec, DeviceSpec, create_device_store
 
         env = self._env

@@ -1,4 +1,4 @@
-"""Key vaults: where the device's sealing key lives (DESIGN.md "Storage").
+"""Key vaults: where the device's sealing key and the operator's master key live (DESIGN.md "Storage").
 
 A vault seals and unseals small secrets with AES-256-GCM and associated data. The store uses it for one
 thing only: the device sealing key, unsealed once when the device opens. ``FileKeyVault`` keeps a 32-byte key
@@ -15,11 +15,13 @@ from typing import Any, Protocol
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from tenantcard.device.errors import KeyVaultError
-
 NONCE_LENGTH = 12
 KEY_LENGTH = 32
 PIN_ENV = "TENANTCARD_PKCS11_PIN"
+
+
+class KeyVaultError(Exception):
+    """The key vault cannot seal or unseal (missing or unsafe key file, token unavailable, wrong blob)."""
 
 
 class KeyVault(Protocol):
