@@ -32,14 +32,14 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from bench.common import Figure, interleaved
+from bench.common import Figure, compared
 from tenantcard.client.container import ContainerSession
 from tenantcard.client.isd import IsdSession
 from tenantcard.client.piv import PivProvisioner
 from tenantcard.crypto.scp03 import Scp03Card, StaticKeys
-from tenantcard.keyvault import FileKeyVault
 from tenantcard.device.os import Device
 from tenantcard.device.provision import create_device_store, dev_spec, gp_test_keys
+from tenantcard.keyvault import FileKeyVault
 from tenantcard.transport.base import Card, LocalConnection
 from tenantcard.wire.apdu import CommandApdu, ResponseApdu
 from tenantcard.wire.gp import ISD_AID, Ins, container_aid
@@ -201,10 +201,6 @@ def _expect(answer: bytes, what: str) -> bytes:
     return answer
 
 
-def _figure(name: str, value: float, baseline: float, what: str, aim: str) -> Figure:
-    return Figure(name, value * 1e6, baseline * 1e6, "us/op", what, aim=aim)
-
-
 def run(quick: bool) -> list[Figure]:
     fast_rounds, fast_number = (7, 300) if quick else (15, 1000)
     slow_rounds, slow_number = (7, 20) if quick else (15, 60)
@@ -218,20 +214,16 @@ def run(quick: bool) -> list[Figure]:
             floor: _FloorCard = rig.floor_plain
             _expect(card.execute(SELECT_CONTAINER), "SELECT")
             _expect(floor.execute(SELECT_CONTAINER), "floor SELECT")
-            value, baseline = interleaved(
-                lambda: card.execute(SELECT_CONTAINER),
-                lambda: floor.execute(SELECT_CONTAINER),
-                repeat=fast_rounds,
-                number=fast_number,
-            )
             figures.append(
-                _figure(
+                compared(
                     "device.select_container",
-                    value,
-                    baseline,
+                    lambda: card.execute(SELECT_CONTAINER),
+                    lambda: floor.execute(SELECT_CONTAINER),
                     "SELECT of a container AID, in-process; floor: APDU parse + point read of the container's "
                     "row in a copy of the store + FCI",
                     "ratio <= 1.5",
+                    repeat=fast_rounds,
+                    number=fast_number,
                 )
             )
 
@@ -240,20 +232,16 @@ def run(quick: bool) -> list[Figure]:
             piv.power_on()
             _expect(piv.execute(CommandApdu(0x00, Ins.SELECT, 0x04, 0x00, PIV_AID, le=256).to_bytes()), "PIV SELECT")
             assert piv.execute(GET_DISCOVERY) == floor.execute(GET_DISCOVERY)
-            value, baseline = interleaved(
-                lambda: piv.execute(GET_DISCOVERY),
-                lambda: floor.execute(GET_DISCOVERY),
-                repeat=fast_rounds,
-                number=fast_number,
-            )
             figures.append(
-                _figure(
+                compared(
                     "device.piv_get_discovery",
-                    value,
-                    baseline,
+                    lambda: piv.execute(GET_DISCOVERY),
+                    lambda: floor.execute(GET_DISCOVERY),
                     "PIV GET DATA discovery in a container-scoped session, in-process; floor: APDU parse + "
                     "point read of the container's lifecycle state + the constant answer",
                     "ratio <= 1.5",
+                    repeat=fast_rounds,
+                    number=fast_number,
                 )
             )
 
@@ -262,36 +250,28 @@ def run(quick: bool) -> list[Figure]:
             floor_session = rig.container_session(rig.floor_container)
             assert dev_session.get_object(NAME) == VALUE
             assert floor_session.get_object(NAME) == bytes([Access.PUBLIC]) + VALUE
-            value, baseline = interleaved(
-                lambda: dev_session.get_object(NAME),
-                lambda: floor_session.get_object(NAME),
-                repeat=fast_rounds,
-                number=fast_number // 3,
-            )
             figures.append(
-                _figure(
+                compared(
                     "device.get_data_33",
-                    value,
-                    baseline,
+                    lambda: dev_session.get_object(NAME),
+                    lambda: floor_session.get_object(NAME),
                     "GET DATA of a 64-byte object at SCP03 level 33 (host wrap/unwrap included in both); floor: "
                     "the same Scp03Card unwrap/wrap + point read of the sealed row + AES-GCM open",
                     "ratio <= 1.5",
+                    repeat=fast_rounds,
+                    number=fast_number // 3,
                 )
             )
-            value, baseline = interleaved(
-                lambda: dev_session.put_object(NAME, VALUE, Access.PUBLIC),
-                lambda: floor_session.put_object(NAME, VALUE, Access.PUBLIC),
-                repeat=slow_rounds,
-                number=slow_number,
-            )
             figures.append(
-                _figure(
+                compared(
                     "device.store_data_33",
-                    value,
-                    baseline,
+                    lambda: dev_session.put_object(NAME, VALUE, Access.PUBLIC),
+                    lambda: floor_session.put_object(NAME, VALUE, Access.PUBLIC),
                     "STORE DATA of a 64-byte object at level 33, durable before 9000 (WAL, synchronous=FULL); "
                     "floor: the same unwrap/wrap + AES-GCM seal + one INSERT OR REPLACE committed with fsync",
                     "ratio <= 1.2",
+                    repeat=slow_rounds,
+                    number=slow_number,
                 )
             )
 
@@ -299,20 +279,16 @@ def run(quick: bool) -> list[Figure]:
             isd = rig.isd_session(rig.device.connect())
             floor_isd = rig.isd_session(rig.floor_isd)
             handshake: Callable[[IsdSession], None] = lambda s: s.authenticate(gp_test_keys())  # noqa: E731
-            value, baseline = interleaved(
-                lambda: handshake(isd),
-                lambda: handshake(floor_isd),
-                repeat=slow_rounds,
-                number=slow_number,
-            )
             figures.append(
-                _figure(
+                compared(
                     "device.isd_handshake",
-                    value,
-                    baseline,
+                    lambda: handshake(isd),
+                    lambda: handshake(floor_isd),
                     "INITIALIZE UPDATE + EXTERNAL AUTHENTICATE to the ISD (counter fsynced before the answer, "
                     "GP Amd D §6.2.2.1); floor: the same Scp03Card handshake + one durable UPDATE of the counter",
                     "ratio <= 1.2",
+                    repeat=slow_rounds,
+                    number=slow_number,
                 )
             )
         finally:

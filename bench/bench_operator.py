@@ -32,7 +32,7 @@ import uvicorn
 from pydantic import SecretStr
 from sqlalchemy import text
 
-from bench.common import Figure
+from bench.common import Figure, interleaved, per_op, per_second
 from tenantcard.client.isd import IsdSession
 from tenantcard.crypto.scp03.keys import StaticKeys
 from tenantcard.operator.app import create_app
@@ -144,20 +144,11 @@ def _placements(quick: bool) -> list[Figure]:
                         aid = container_aid(next(floor_index))
                         isd.place_authorization(aid, provider.id, StaticKeys.generate(1), int(time.time()) + 3600)
 
-                per_round = n // rounds
-                cand: list[float] = []
-                base: list[float] = []
-                for _ in range(rounds):
-                    for fn, out in ((place_via_operator, cand), (place_direct, base)):
-                        start = time.perf_counter()
-                        for _ in range(per_round):
-                            fn()
-                        out.append((time.perf_counter() - start) / per_round)
+                value, floor_s = interleaved(place_via_operator, place_direct, repeat=rounds, number=n // rounds)
                 client.close()
             finally:
                 dev.stop()
                 floor.stop()
-    value, floor_s = statistics.median(cand), statistics.median(base)
     return [
         Figure(
             "operator.placement_latency",
@@ -168,13 +159,11 @@ def _placements(quick: bool) -> list[Figure]:
             "registry and audit commit) vs the same device work by a direct ISD session over loopback",
             aim="ratio <= 3.0",
         ),
-        Figure(
+        per_second(
             "operator.placements_per_second",
-            1 / value,
-            1 / floor_s,
-            "ops/s",
+            value,
+            floor_s,
             "sequential placements per second through the operator vs the direct ISD floor",
-            higher_is_better=True,
         ),
     ]
 
@@ -261,11 +250,10 @@ def _registry(quick: bool) -> list[Figure]:
     t_small, t_large = statistics.median(times[0]), statistics.median(times[1])
     small, large = sizes
     return [
-        Figure(
+        per_op(
             f"operator.registry_lookup_{large // 1000}k",
-            t_large * 1e6,
-            t_small * 1e6,
-            "us/op",
+            t_large,
+            t_small,
             f"device lookup by serial through the operator repository (ORM session, unique index) on PostgreSQL "
             f"with {large:,} devices vs {small:,} devices, alternating rounds (ratio = growth)",
             aim="ratio <= 2.0",

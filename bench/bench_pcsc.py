@@ -14,8 +14,6 @@ Needs pcscd with the vpcd readers of ``scripts/services`` (started here when not
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import os
 import statistics
@@ -23,75 +21,19 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-from bench.common import Figure, interleaved
+from tests.integration.pcsc.vpcd import OPENSC_CONF, OPENSC_MODULE, claim_ports, reader_name
+
+from bench.common import Figure, interleaved, per_op
 
 REPO = Path(__file__).resolve().parents[1]
-OPENSC_MODULE = "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so"
-OPENSC_CONF = """app default {
-  framework pkcs15 {
-    use_file_caching = no;
-  }
-}
-app opensc-pkcs11 {
-  pkcs11 {
-    max_virtual_slots = 64;
-    slots_per_card = 1;
-  }
-}
-"""
 PIN = "314159"
 PUK = "27182818"
 TOKEN = "bench"  # OpenSC names a PIV token after the subject CN of its 9A certificate
 GET_DISCOVERY = bytes.fromhex("00CB3FFF035C017E00")
 ECHO_ATR = bytes.fromhex("3B80800101")
-
-
-# --- the machine's vpcd slots (scripts/services) -----------------------------------------------------------
-
-
-def _services() -> tuple[int, int]:
-    env_file = REPO / ".run" / "services.env"
-    if not env_file.exists() or not (REPO / ".run" / "pcscd" / "pcscd.pid").exists():
-        subprocess.run([str(REPO / "scripts" / "services"), "start"], check=True, cwd=REPO, capture_output=True)
-    values = {}
-    for line in env_file.read_text().splitlines():
-        key, _, value = line.removeprefix("export ").partition("=")
-        values[key] = value.strip('"')
-    return int(values["TENANTCARD_TEST_VPCD_PORT"]), int(values["TENANTCARD_TEST_VPCD_READERS"])
-
-
-def _reader(base: int, port: int) -> str:
-    k = port - base
-    return f"tenantcard vpcd {k // 2} 00 {k % 2:02d}"
-
-
-@contextlib.contextmanager
-def _claim(count: int) -> Iterator[tuple[int, list[int]]]:
-    """``count`` vpcd ports nobody else holds (the advisory locks the tests take too)."""
-    base, readers = _services()
-    lock_dir = REPO / ".run" / "vpcd-locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    held: list[tuple[int, int]] = []
-    try:
-        for port in range(base, base + 2 * readers):
-            if len(held) == count:
-                break
-            fd = os.open(lock_dir / str(port), os.O_CREAT | os.O_RDWR, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                continue
-            held.append((port, fd))
-        if len(held) < count:
-            raise RuntimeError("not enough free vpcd ports")
-        yield base, [p for p, _ in held]
-    finally:
-        for _, fd in held:
-            os.close(fd)
 
 
 # --- the echo card (child process) ---------------------------------------------------------------------------
@@ -142,9 +84,9 @@ def _make_device(directory: Path) -> tuple[Path, bytes]:
     from tenantcard.client.isd import IsdSession
     from tenantcard.client.piv import PivProvisioner
     from tenantcard.crypto.scp03 import StaticKeys
-    from tenantcard.keyvault import FileKeyVault
     from tenantcard.device.os import Device
     from tenantcard.device.provision import create_device_store, dev_spec, gp_test_keys
+    from tenantcard.keyvault import FileKeyVault
     from tenantcard.transport.base import LocalConnection
     from tenantcard.wire.gp import container_aid
     from tenantcard.wire.piv import KeyRef
@@ -197,8 +139,8 @@ def _rate(sign: Callable[[], object], count: int, rounds: int) -> float:
 def _in_process_signatures(store: Path, count: int, rounds: int) -> float:
     """Signatures per second on the device API: container-scoped session, VERIFY once, GENERAL AUTHENTICATE."""
     from tenantcard.client.piv import PivHolder
-    from tenantcard.keyvault import FileKeyVault
     from tenantcard.device.os import Device
+    from tenantcard.keyvault import FileKeyVault
     from tenantcard.transport.base import LocalConnection
     from tenantcard.wire.piv import KeyRef
 
@@ -247,7 +189,7 @@ def run(quick: bool) -> list[Figure]:
     from tenantcard.transport.pcsc_client import PcscConnection, wait_for_removal
 
     rounds, number, signatures = (3, 100, 20) if quick else (7, 300, 200)
-    with tempfile.TemporaryDirectory() as tmp, _claim(3) as (base, ports):
+    with tempfile.TemporaryDirectory() as tmp, claim_ports(3) as ports:
         directory = Path(tmp)
         store, cert_der = _make_device(directory)
         in_process = _in_process_signatures(store, signatures, rounds)
@@ -263,7 +205,7 @@ def run(quick: bool) -> list[Figure]:
         echo = subprocess.Popen(
             [sys.executable, "-m", "bench.bench_pcsc", "echo", str(echo_port)], stdin=subprocess.PIPE, cwd=REPO
         )
-        container_reader, echo_reader = _reader(base, container_port), _reader(base, echo_port)
+        container_reader, echo_reader = reader_name(container_port), reader_name(echo_port)
         try:
             _wait(container_reader)
             _wait(echo_reader)
@@ -286,13 +228,12 @@ def run(quick: bool) -> list[Figure]:
             for proc in (server, echo):
                 proc.wait(10)
             for port in ports:
-                wait_for_removal(_reader(base, port), 10.0)
+                wait_for_removal(reader_name(port), 10.0)
     return [
-        Figure(
+        per_op(
             "pcsc.apdu_latency",
-            latency * 1e6,
-            baseline * 1e6,
-            "us/op",
+            latency,
+            baseline,
             "pyscard -> pcscd -> vpcd -> container of a served device (PIV GET DATA discovery); baseline: a "
             "minimal echo card behind the same pcscd and VpcdBridge, same APDU, interleaved rounds",
             aim="ratio <= 1.2",

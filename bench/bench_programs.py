@@ -18,17 +18,17 @@ from pathlib import Path
 
 import wasmtime
 
-from bench.common import Figure, interleaved
+from bench.common import Figure, interleaved, per_second
 from tenantcard.client.container import ContainerSession
 from tenantcard.client.isd import IsdSession
 from tenantcard.client.pki import PkiClient
 from tenantcard.client.programs import ProgramsClient
 from tenantcard.crypto.scp03 import StaticKeys
-from tenantcard.keyvault import FileKeyVault
 from tenantcard.device.os import Device
 from tenantcard.device.programs.examples import example_wasm
 from tenantcard.device.programs.sandbox import Limits, Sandbox
 from tenantcard.device.provision import ContainerSpec, create_device_store, dev_spec, gp_test_keys
+from tenantcard.keyvault import FileKeyVault
 from tenantcard.provider.programs import algorithm_of, generate_signing_key, public_key_bytes, signed_load_file
 from tenantcard.transport.base import LocalConnection
 from tenantcard.wire.gp import container_aid
@@ -99,15 +99,14 @@ def sign_throughput(quick: bool) -> Figure:
             program_s, pki_s = interleaved(by_program, by_pki, repeat=3 if quick else 7, number=50 if quick else 300)
         finally:
             device.close()
-    return Figure(
-        name="programs.sign_apdus_per_s",
-        value=1 / program_s,
-        baseline=1 / pki_s,
-        unit="APDUs/s",
-        description="Ed25519 signatures per second by a sandboxed program (INVOKE, instance kept per session) "
+    return per_second(
+        "programs.sign_apdus_per_s",
+        program_s,
+        pki_s,
+        "Ed25519 signatures per second by a sandboxed program (INVOKE, instance kept per session) "
         "vs the built-in PKI function's SIGN; in-process device, SCP03 level 33",
         aim="ratio >= 0.5",
-        higher_is_better=True,
+        unit="APDUs/s",
     )
 
 

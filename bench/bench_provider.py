@@ -28,15 +28,16 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes
+from tests.support.services import softhsm_init_token, softhsm_module
 
-from bench.common import Figure, interleaved
+from bench.common import Figure, compared, interleaved, per_second
 from tenantcard.client.container import ContainerSession
 from tenantcard.client.isd import IsdSession
 from tenantcard.client.pki import PkiClient
 from tenantcard.crypto.scp03.keys import StaticKeys
-from tenantcard.keyvault import FileKeyVault
 from tenantcard.device.os import Device
 from tenantcard.device.provision import create_device_store, dev_spec, gp_test_keys
+from tenantcard.keyvault import FileKeyVault
 from tenantcard.transport.base import Connection, LocalConnection
 from tenantcard.transport.tcp_client import TcpConnection, parse_address
 from tenantcard.wire.apdu import CommandApdu
@@ -45,11 +46,6 @@ from tenantcard.wire.tenant import Access
 
 MESSAGE = b"provider transaction: pay 10 EUR to account 42" * 2
 PIN = "123456"
-SOFTHSM_MODULES = (
-    "/usr/lib/softhsm/libsofthsm2.so",
-    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-    "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
-)
 
 
 def own_container(connect: Callable[[], Connection], index: int = 0) -> StaticKeys:
@@ -126,18 +122,16 @@ def tcp_figure(folder: Path, quick: bool) -> Figure:
             tx, base = interleaved(transaction, floor, repeat=3 if quick else 7, number=10 if quick else 50)
         finally:
             conn.close()
-    return Figure(
-        name="provider.tcp_transaction",
-        value=1 / tx,
-        baseline=1 / base,
-        unit="ops/s",
-        description=(
+    return per_second(
+        "provider.tcp_transaction",
+        tx,
+        base,
+        (
             "provider transactions per second over TCP (SELECT + SCP03 INITIALIZE UPDATE/EXTERNAL AUTHENTICATE at "
             "level 33 + one in-container ECDSA P-256 sign), one kept connection to 'tenantcard device serve' in "
             "its own process; baseline: the same 4 round trips with no crypto (4 x SELECT of the container)"
         ),
         aim="ratio >= 0.25",
-        higher_is_better=True,
     )
 
 
@@ -165,20 +159,11 @@ def softhsm_signer() -> Iterator[Callable[[], bytes]]:
     import pkcs11
     from pkcs11.util.ec import encode_named_curve_parameters
 
-    module = next((m for m in SOFTHSM_MODULES if Path(m).exists()), None)
-    if module is None:
-        raise RuntimeError("SoftHSM2 is not installed (make system)")
+    module = softhsm_module()
     global _TOKEN
     if _TOKEN is None:  # one token per process: SoftHSM2 does not see tokens made after it was initialized
-        conf = _softhsm_conf()
         label, pin = "bench-" + uuid.uuid4().hex[:8], uuid.uuid4().hex[:12]
-        util = shutil.which("softhsm2-util") or "/usr/bin/softhsm2-util"
-        subprocess.run(
-            [util, "--init-token", "--free", "--label", label, "--pin", pin, "--so-pin", pin],
-            check=True,
-            capture_output=True,
-            env={**os.environ, "SOFTHSM2_CONF": str(conf)},
-        )
+        softhsm_init_token(_softhsm_conf(), label, pin, pin)
         _TOKEN = (label, pin)
     label, pin = _TOKEN
     token = pkcs11.lib(module).get_token(token_label=label)
@@ -214,37 +199,35 @@ def device_figures(folder: Path, quick: bool) -> list[Figure]:
         as_holder, as_provider = PkiClient(holder), PkiClient(provider)
         repeat, number = (3, 20) if quick else (7, 200)
         with softhsm_signer() as hsm_sign:
-            h_value, h_base = interleaved(lambda: as_holder.sign(1, MESSAGE), hsm_sign, repeat=repeat, number=number)
-            p_value, p_base = interleaved(lambda: as_provider.sign(1, MESSAGE), hsm_sign, repeat=repeat, number=number)
+            figures = [
+                compared(
+                    "provider.ecdsa_sign_holder",
+                    lambda: as_holder.sign(1, MESSAGE),
+                    hsm_sign,
+                    "ECDSA P-256/SHA-256 by a key generated in a container, through the device API in-process "
+                    "(APDU in, holder PIN verified, key from the sealed store); baseline: SoftHSM2 C_Sign "
+                    "(SHA-256 on the host + CKM_ECDSA) via python-pkcs11, same message",
+                    aim="ratio <= 1.0",
+                    repeat=repeat,
+                    number=number,
+                ),
+                compared(
+                    "provider.ecdsa_sign_provider",
+                    lambda: as_provider.sign(1, MESSAGE),
+                    hsm_sign,
+                    "the same in-container signature inside the provider's SCP03 channel at level 33 (secure "
+                    "messaging on host and card); baseline: SoftHSM2 C_Sign (SHA-256 + CKM_ECDSA) via "
+                    "python-pkcs11",
+                    aim="ratio <= 1.5",
+                    repeat=repeat,
+                    number=number,
+                ),
+            ]
         holder_conn.close()
         provider_conn.close()
     finally:
         device.close()
-    return [
-        Figure(
-            name="provider.ecdsa_sign_holder",
-            value=h_value * 1e6,
-            baseline=h_base * 1e6,
-            unit="us/op",
-            description=(
-                "ECDSA P-256/SHA-256 by a key generated in a container, through the device API in-process "
-                "(APDU in, holder PIN verified, key from the sealed store); baseline: SoftHSM2 C_Sign "
-                "(SHA-256 on the host + CKM_ECDSA) via python-pkcs11, same message"
-            ),
-            aim="ratio <= 1.0",
-        ),
-        Figure(
-            name="provider.ecdsa_sign_provider",
-            value=p_value * 1e6,
-            baseline=p_base * 1e6,
-            unit="us/op",
-            description=(
-                "the same in-container signature inside the provider's SCP03 channel at level 33 (secure "
-                "messaging on host and card); baseline: SoftHSM2 C_Sign (SHA-256 + CKM_ECDSA) via python-pkcs11"
-            ),
-            aim="ratio <= 1.5",
-        ),
-    ]
+    return figures
 
 
 def run(quick: bool) -> list[Figure]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.cmac import CMAC
 
-from bench.common import Figure, interleaved
+from bench.common import Figure, compared
 from tenantcard.crypto.scp03 import Scp03Card, Scp03Host, StaticKeys
 from tenantcard.wire.apdu import CommandApdu, ResponseApdu
 from tenantcard.wire.gp import ISD_AID
@@ -52,17 +52,17 @@ def _setup_figure(quick: bool) -> Figure:
             mac.finalize()
 
     number = 100 if quick else 1000
-    value, baseline = interleaved(setup, floor, repeat=5 if quick else 9, number=number)
-    return Figure(
-        name="scp03.card_session_setup",
-        value=value * 1e6,
-        baseline=baseline * 1e6,
-        unit="us/op",
-        description=(
+    return compared(
+        "scp03.card_session_setup",
+        setup,
+        floor,
+        (
             "card side of INITIALIZE UPDATE + EXTERNAL AUTHENTICATE (AES-128, S8, level 33) vs "
             f"{SETUP_CMACS} raw pyca AES-CMACs"
         ),
         aim="ratio <= 2.0",
+        repeat=5 if quick else 9,
+        number=number,
     )
 
 
@@ -101,17 +101,17 @@ def _messaging_figure(quick: bool) -> Figure:
         del tag
 
     number = 100 if quick else 1000
-    value, baseline = interleaved(wrap_unwrap, floor, repeat=5 if quick else 9, number=number)
-    return Figure(
-        name="scp03.wrap_unwrap_200B_level33",
-        value=value * 1e6,
-        baseline=baseline * 1e6,
-        unit="us/op",
-        description=(
+    return compared(
+        "scp03.wrap_unwrap_200B_level33",
+        wrap_unwrap,
+        floor,
+        (
             "host wrap + card unwrap of a 200-byte command at level 33 vs raw ECB+CBC+CMAC per side "
             "(the floor keys each primitive afresh; a session keeps its keyed CMAC and ECB state)"
         ),
         aim="ratio <= 2.0",
+        repeat=5 if quick else 9,
+        number=number,
     )
 
 

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from bench.common import Figure, interleaved
+from bench.common import Figure, compared
 from tenantcard.transport.framing import HEADER_LEN, Control, encode_frame
 from tenantcard.transport.tcp_client import TcpConnection, format_address, parse_address
 
@@ -120,26 +120,19 @@ def run(quick: bool) -> list[Figure]:
         for _ in range(200):
             dev_conn.transmit(SELECT_ISD)
             echo_conn.transmit(SELECT_ISD)
-        value, baseline = interleaved(
-            lambda: dev_conn.transmit(SELECT_ISD),
-            lambda: echo_conn.transmit(SELECT_ISD),
-            repeat=repeat,
-            number=number,
-        )
-    return [
-        Figure(
-            name="tcp.apdu_round_trip",
-            value=value * 1e6,
-            baseline=baseline * 1e6,
-            unit="us/op",
-            description=(
+        return [
+            compared(
+                "tcp.apdu_round_trip",
+                lambda: dev_conn.transmit(SELECT_ISD),
+                lambda: echo_conn.transmit(SELECT_ISD),
                 "SELECT ISD round trip to a device over its TCP endpoint (vpcd framing, one kept connection, "
                 "command run in a worker thread) vs the same APDU echoed by a raw asyncio server with the same "
-                "framing; same client, same machine, interleaved rounds"
-            ),
-            aim="ratio <= 1.5",
-        )
-    ]
+                "framing; same client, same machine, interleaved rounds",
+                aim="ratio <= 1.5",
+                repeat=repeat,
+                number=number,
+            )
+        ]
 
 
 if __name__ == "__main__":

@@ -32,6 +32,18 @@ class Figure:
         return {**asdict(self), "ratio": round(self.ratio, 4)}
 
 
+def per_op(name: str, value: float, baseline: float, description: str, aim: str = "") -> Figure:
+    """A figure of seconds per operation (``value`` and ``baseline``), reported in microseconds."""
+    return Figure(name, value * 1e6, baseline * 1e6, "us/op", description, aim=aim)
+
+
+def per_second(
+    name: str, seconds: float, baseline_seconds: float, description: str, aim: str = "", *, unit: str = "ops/s"
+) -> Figure:
+    """A throughput figure from seconds per operation (``seconds`` and ``baseline_seconds``): higher is better."""
+    return Figure(name, 1 / seconds, 1 / baseline_seconds, unit, description, aim=aim, higher_is_better=True)
+
+
 def best_of(fn: Callable[[], object], *, repeat: int = 5, number: int = 100) -> float:
     """Median over ``repeat`` rounds of the mean seconds per call of ``fn`` over ``number`` calls."""
     rounds = []
@@ -57,3 +69,18 @@ def interleaved(
                 fn()
             rounds.append((time.perf_counter() - start) / number)
     return statistics.median(c_rounds), statistics.median(b_rounds)
+
+
+def compared(
+    name: str,
+    candidate: Callable[[], object],
+    baseline: Callable[[], object],
+    description: str,
+    aim: str = "",
+    *,
+    repeat: int = 7,
+    number: int = 100,
+) -> Figure:
+    """The ``per_op`` figure of ``candidate`` against ``baseline``, timed ``interleaved``."""
+    value, floor = interleaved(candidate, baseline, repeat=repeat, number=number)
+    return per_op(name, value, floor, description, aim)

@@ -1,8 +1,8 @@
 """TOML files and environment variables for the role commands that have no settings model of their own.
 
-The operator and the identity provider read pydantic settings (``operator/settings.py``, ``idp/settings.py``:
-``--config FILE`` plus ``TENANTCARD_OPERATOR_*`` / ``TENANTCARD_IDP_*``). The device, provider and holder
-commands get the same two sources from :func:`configurable`, applied to a click command or group:
+The HTTP services (operator, identity provider) read pydantic settings (``tenantcard.settings``: ``--config
+FILE`` plus ``TENANTCARD_OPERATOR_*`` / ``TENANTCARD_IDP_*``). The device, provider and holder commands get the
+same two sources from :func:`configurable`, applied to a click command or group:
 
 * ``--config FILE``: a TOML file whose keys are the command's option names (``store = "device.db"``,
   ``listen = "0.0.0.0:4000"``; dashes or underscores). A table named after a command holds options for that

@@ -26,9 +26,9 @@ from tenantcard.client.errors import ClientError, StatusError
 from tenantcard.client.isd import IsdSession
 from tenantcard.crypto.errors import SecureChannelError
 from tenantcard.crypto.scp03 import StaticKeys
-from tenantcard.keyvault import FileKeyVault
 from tenantcard.device.os import Device
 from tenantcard.device.provision import gp_test_keys
+from tenantcard.keyvault import FileKeyVault
 from tenantcard.transport.base import LocalConnection, TransportError
 from tenantcard.wire.gp import container_aid
 

@@ -30,14 +30,15 @@ from pathlib import Path
 from tenantcard.client.container import ContainerSession
 from tenantcard.client.isd import IsdSession
 from tenantcard.client.otp import OtpClient
+from tenantcard.client.piv import PivProvisioner
 from tenantcard.client.pki import PkiClient
 from tenantcard.crypto.errors import CryptoError, SecureChannelError
 from tenantcard.crypto.ocra import OcraSuite
 from tenantcard.crypto.otp import OtpError
 from tenantcard.crypto.scp03 import PutKeyCommand, Scp03Host, StaticKeys
-from tenantcard.keyvault import FileKeyVault
 from tenantcard.device.os import Device
 from tenantcard.device.provision import create_device_store, dev_spec, gp_test_keys
+from tenantcard.keyvault import FileKeyVault
 from tenantcard.transport.base import LocalConnection
 from tenantcard.transport.framing import FrameDecoder, FramingError, decode_message
 from tenantcard.wire.apdu import CommandApdu, ResponseApdu
@@ -54,7 +55,7 @@ from tenantcard.wire.functions import (
     parse_name_data,
 )
 from tenantcard.wire.gp import ISD_AID, Cla, GetStatusP1, Ins, InstallP1, container_aid
-from tenantcard.wire.piv import PIV_AID
+from tenantcard.wire.piv import PIV_AID, KeyRef
 from tenantcard.wire.programs import LoadFile, Manifest, ProgramInfo, SignedManifest
 from tenantcard.wire.sw import SW
 from tenantcard.wire.tenant import (
@@ -197,6 +198,7 @@ OPERATOR_KEYS = gp_test_keys()
 INITIAL_KEYS = StaticKeys(bytes([0x11]) * 16, bytes([0x22]) * 16, bytes([0x33]) * 16, 0x01)
 PROVIDER_KEYS = StaticKeys(bytes([0x44]) * 16, bytes([0x55]) * 16, bytes([0x66]) * 16, 0x31)
 HOLDER_PIN = b"1234"
+PIV_PIN, PIV_PUK = "123456", "12345678"
 AVAILABLE, AUTHORIZED, OWNED, LOCKED = 0, 1, 2, 3
 LEVELS = (0x33, 0x13, 0x03, 0x11, 0x01, 0x00)
 MAX_COMMANDS = 8
@@ -355,6 +357,9 @@ class DeviceTarget:
                 prov.set_pin(HOLDER_PIN, retries=15)
                 OtpClient(prov).load_seed("otp", b"12345678901234567890")
                 PkiClient(prov).generate_key(1, "p256")
+                piv = PivProvisioner(prov)
+                piv.setup(PIV_PIN, PIV_PUK)
+                piv.generate_key(KeyRef.SIGNATURE)
             isd.lock(container_aid(LOCKED))
         finally:
             device.close()
@@ -461,6 +466,17 @@ def device_seeds() -> list[bytes]:
         encode_input(4, 0, [owned_cmds[1], owned_cmds[5], owned_cmds[8], owned_cmds[3]]),
         encode_input(4, 0, [CommandApdu(0x00, Ins.CHANGE_REFERENCE_DATA, 0, 0x80, b"1234".ljust(32, b"\xff"))]),
         encode_input(5, 0, [CommandApdu(0x00, Ins.SELECT, 0x04, 0x00, PIV_AID)]),
+        encode_input(
+            5,
+            0,
+            [
+                CommandApdu(0x00, Ins.SELECT, 0x04, 0x00, PIV_AID),
+                CommandApdu(0x00, Ins.VERIFY, 0x00, 0x80, PIV_PIN.encode().ljust(8, b"\xff")),
+                CommandApdu(0x00, 0xCB, 0x3F, 0xFF, bytes.fromhex("5C035FC10A"), le=256),
+                CommandApdu(0x00, 0xCB, 0x3F, 0xFF, bytes.fromhex("5C017E"), le=256),
+                CommandApdu(0x00, 0x87, 0x11, 0x9C, bytes.fromhex("7C2482008120") + bytes(range(32)), le=256),
+            ],
+        ),
     ]
     for level_index in range(len(LEVELS)):
         seeds.append(encode_input(1, level_index, isd_cmds[:4]))

@@ -25,8 +25,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from tenantcard.client.container import ContainerSession
-from tenantcard.device import Device, FileKeyVault
+from tenantcard.device import Device
 from tenantcard.device.store import ContainerState
+from tenantcard.keyvault import FileKeyVault, open_vault
 from tenantcard.transport.base import LocalConnection, TransportError
 from tenantcard.transport.tcp_client import TcpConnection
 from tenantcard.transport.tcp_server import DeviceServerThread
@@ -172,7 +173,10 @@ def test_operator_sigkill_under_load_then_registry_and_devices_agree(
     tmp_path: Path, postgres_url: str, fleet_stop: list[FleetDevice], operators: list[OperatorProcess]
 ) -> None:
     rng = random.Random(SEED + 1)
-    op = OperatorProcess(postgres_url, tmp_path).start()
+    # The per-device lease a killed operator leaves behind runs out after DEVICE_LOCK_SECONDS; until then the
+    # device answers 409 device_busy (a defined, retryable error). A short lease keeps the test short.
+    lease = {"TENANTCARD_OPERATOR_DEVICE_LOCK_SECONDS": "5"}
+    op = OperatorProcess(postgres_url, tmp_path, **lease).start()
     operators.append(op)
     admin = op.client()
     for _ in range(2):
@@ -209,7 +213,7 @@ def test_operator_sigkill_under_load_then_registry_and_devices_agree(
     for t in threads:
         t.join(120)
 
-    op2 = OperatorProcess(postgres_url, tmp_path).start()
+    op2 = OperatorProcess(postgres_url, tmp_path, **lease).start()
     operators.append(op2)
     admin = op2.client()
     for d in fleet_stop:  # the restarted operator learns nothing new: the devices kept their addresses
@@ -219,8 +223,14 @@ def test_operator_sigkill_under_load_then_registry_and_devices_agree(
     for i, key in enumerate(keys):
         provider, contract = providers[i % len(providers)]
         with op2.client(provider["credential"]) as c:
-            r = _place(c, contract["id"], fleet_stop[i % 2].device_id, key)
-            assert r.status_code in (200, 201), r.text
+            deadline = time.monotonic() + 120
+            while True:
+                r = _place(c, contract["id"], fleet_stop[i % 2].device_id, key)
+                if r.status_code != 409 or r.json()["error"]["code"] != "device_busy":
+                    break
+                assert time.monotonic() < deadline, "the dead operator's device lease never ran out"
+                time.sleep(0.5)
+            assert r.status_code in (200, 201), (r.status_code, r.text, key in acked)
             if key in acked:
                 assert r.json()["id"] == acked[key]
             bundle = r.json()["bundle"]
@@ -277,6 +287,57 @@ def test_device_unreachable_mid_job_then_job_completes(
     assert sorted(revoked) == sorted(containers)  # each exactly once
     assert_devices_agree(admin, fleet_stop)
     assert admin.get("/v1/admin/audit/verify").json()["ok"] is True
+
+
+def test_device_process_sigkilled_during_contract_end_job(
+    tmp_path: Path, postgres_url: str, fleet_stop: list[FleetDevice], operators: list[OperatorProcess]
+) -> None:
+    """The device as its own process (``tenantcard device serve``), SIGKILLed at a random moment while the
+    operator's contract-end job revokes its containers; restarted on its store, checked in at its new address,
+    the job finishes with each container revoked once, and the store agrees with the registry."""
+    rng = random.Random(SEED + 3)
+    op = OperatorProcess(postgres_url, tmp_path, TENANTCARD_OPERATOR_JOB_ITEM_DELAY_SECONDS="0.1").start()
+    operators.append(op)
+    admin = op.client()
+    d = manufacture(admin, 8)
+    serve = ServeProcess(Path(d.store_path), log_path=tmp_path / "device-proc.log", extra=("--vault", d.vault_uri))
+    serve.start()
+    try:
+        assert admin.post(f"/v1/devices/{d.device_id}/checkin", json={"address": serve.address}).status_code == 200
+        provider = admin.post("/v1/admin/providers", json={"name": "Leaving"}).json()
+        contract = admin.post(
+            "/v1/admin/contracts", json={"provider_id": provider["id"], "option": "A", "quota": 1024}
+        ).json()
+        containers = []
+        with op.client(provider["credential"]) as c:
+            for _ in range(8):
+                r = _place(c, contract["id"], d.device_id, uuid.uuid4().hex)
+                assert r.status_code == 201, r.text
+                take_ownership(r.json()["bundle"])
+                containers.append(r.json()["bundle"]["container_id"])
+        job = admin.post(f"/v1/admin/contracts/{contract['id']}/end").json()
+        time.sleep(rng.uniform(0.0, 0.8))
+        serve.kill()
+        serve = ServeProcess(Path(d.store_path), log_path=tmp_path / "device-proc.log", extra=serve.extra).start()
+        assert admin.post(f"/v1/devices/{d.device_id}/checkin", json={"address": serve.address}).status_code == 200
+        finished = wait_job(admin, job["id"])
+        assert (finished["status"], finished["done"], finished["failed"]) == ("done", 8, 0), finished
+        revoked = [e["subject"] for e in audit_entries(admin) if e["action"] == "container.revoked"]
+        assert sorted(revoked) == sorted(containers)
+        r = admin.post(f"/v1/admin/devices/{d.device_id}/reconcile")
+        assert r.status_code == 200, r.text
+        registry = {c["index"]: (c["state"], c["provider_id"]) for c in r.json()["containers"]}
+        assert admin.get("/v1/admin/audit/verify").json()["ok"] is True
+    finally:
+        serve.kill()
+    device = Device.open(Path(d.store_path), open_vault(d.vault_uri))
+    try:
+        device.check()
+        on_device = {row.index: (STATE_NAMES[row.state], row.provider_id) for row in device.store.containers()}
+    finally:
+        device.close()
+    assert registry == on_device
+    assert all(state == "available" for state, _ in on_device.values())
 
 
 # ------------------------------------------------------------------------------------------ PostgreSQL

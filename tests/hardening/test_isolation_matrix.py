@@ -31,12 +31,13 @@ from tenantcard.client.pki import PkiClient
 from tenantcard.client.processors import base_chain
 from tenantcard.crypto.errors import CryptoError
 from tenantcard.crypto.scp03 import PutKeyCommand, StaticKeys
-from tenantcard.device import Device, FileKeyVault, create_device_store, dev_spec
+from tenantcard.device import Device, create_device_store, dev_spec
 from tenantcard.device.provision import gp_test_keys
+from tenantcard.keyvault import FileKeyVault
 from tenantcard.transport.base import Connection
 from tenantcard.wire.apdu import CommandApdu, ResponseApdu
 from tenantcard.wire.functions import CalculateRequest, OathIns, PkiIns
-from tenantcard.wire.gp import Cla, GetStatusP1, Ins, InstallP1, container_aid
+from tenantcard.wire.gp import Cla, GetStatusP1, Ins, InstallP1, LifeCycle, container_aid
 from tenantcard.wire.sw import SW
 from tenantcard.wire.tenant import Access, Authorization, DataObject, object_name_query, parse_object_list
 from tenantcard.wire.tlv import Tlv
@@ -332,6 +333,11 @@ class IsdAttempt:
             self.isd.place_authorization(AID_A, "provider-c", NEW_KEYS, EXPIRES)
         else:
             raise AssertionError(f"unknown ISD command {command!r}")
+        # The command did what it says: A's container is now in the state it leads to.
+        after = {c.aid: c for c in self.isd.list_containers()}[AID_A]
+        assert after.lifecycle == AFTER[command], (command, after.lifecycle)
+        if command == "place authorization":
+            assert after.provider_id == "provider-c"
         return True
 
     @staticmethod
@@ -351,6 +357,12 @@ class IsdAttempt:
         )
 
 
+AFTER = {
+    "lock": LifeCycle.LOCKED,
+    "unlock": LifeCycle.PERSONALIZED,
+    "revoke": LifeCycle.SELECTABLE,
+    "place authorization": LifeCycle.AUTHORIZED,
+}
 ISD_COMMANDS = frozenset({"ISD GET STATUS", "lock", "unlock", "revoke", "place authorization"})
 
 

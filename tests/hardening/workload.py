@@ -35,9 +35,9 @@ from tenantcard.client.container import ContainerSession
 from tenantcard.client.isd import IsdSession
 from tenantcard.client.pki import PkiClient
 from tenantcard.crypto.scp03 import StaticKeys
-from tenantcard.device import Device, FileKeyVault, create_device_store, dev_spec
-from tenantcard.keyvault import open_vault
+from tenantcard.device import Device, create_device_store, dev_spec
 from tenantcard.device.provision import ContainerSpec, gp_test_keys
+from tenantcard.keyvault import FileKeyVault, open_vault
 from tenantcard.transport.base import LocalConnection
 from tenantcard.transport.tcp_client import TcpConnection, connect
 from tenantcard.transport.tcp_server import DeviceServerThread

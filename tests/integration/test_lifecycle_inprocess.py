@@ -22,8 +22,9 @@ from tenantcard.client.isd import IsdSession
 from tenantcard.crypto.errors import SecureChannelError
 from tenantcard.crypto.identity import verify_device_auth
 from tenantcard.crypto.scp03 import StaticKeys
-from tenantcard.device import Device, DeviceSpec, FileKeyVault, create_device_store, dev_spec
+from tenantcard.device import Device, DeviceSpec, create_device_store, dev_spec
 from tenantcard.device.provision import gp_test_keys
+from tenantcard.keyvault import FileKeyVault
 from tenantcard.transport.base import Connection
 from tenantcard.wire.gp import LifeCycle
 from tenantcard.wire.sw import SW

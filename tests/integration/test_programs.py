@@ -22,10 +22,10 @@ from tenantcard.client.isd import IsdSession
 from tenantcard.client.programs import ProgramError, ProgramsClient
 from tenantcard.crypto.errors import CryptoError
 from tenantcard.crypto.scp03 import StaticKeys
-from tenantcard.keyvault import FileKeyVault
 from tenantcard.device.os import Device
 from tenantcard.device.programs.examples import example_wasm
 from tenantcard.device.provision import ContainerSpec, create_device_store, dev_spec, gp_test_keys
+from tenantcard.keyvault import FileKeyVault
 from tenantcard.provider.programs import (
     ProgramSigningKey,
     algorithm_of,

@@ -26,8 +26,9 @@ from yubikit.securitydomain import SecurityDomainSession
 
 from tenantcard.client.processors import base_chain, check, open_scp03
 from tenantcard.crypto.scp03 import PutKeyCommand, StaticKeys, kcv
-from tenantcard.device import Device, FileKeyVault, create_device_store, dev_spec
+from tenantcard.device import Device, create_device_store, dev_spec
 from tenantcard.device.provision import gp_test_keys
+from tenantcard.keyvault import FileKeyVault
 from tenantcard.transport.tcp_client import TcpConnection
 from tenantcard.transport.tcp_server import DeviceServerThread
 from tenantcard.wire.apdu import CommandApdu

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tenantcard.device.functions.base import ContainerFunction, FunctionContext, Rights
-from tenantcard.keyvault import FileKeyVault
 from tenantcard.device.store import Store
+from tenantcard.keyvault import FileKeyVault
 from tenantcard.wire.apdu import CommandApdu, ResponseApdu
 from tenantcard.wire.sw import ApduError
 

@@ -10,9 +10,9 @@ from pathlib import Path
 from tenantcard.client.container import ContainerSession
 from tenantcard.client.isd import IsdSession
 from tenantcard.crypto.scp03.keys import StaticKeys
-from tenantcard.keyvault import FileKeyVault
 from tenantcard.device.os import Device
 from tenantcard.device.provision import ContainerSpec, create_device_store, dev_spec, gp_test_keys
+from tenantcard.keyvault import FileKeyVault
 from tenantcard.provider.sdk import AuthorizationBundle, tcp_connect
 from tenantcard.transport.base import Connection, LocalConnection
 from tenantcard.transport.tcp_server import DeviceServerThread

@@ -64,6 +64,8 @@ MEANT_TO_CARRY: tuple[tuple[str, str], ...] = (
     ("POST", r"/admin/providers$"),  # provider registration: its API credential, shown once
     ("POST", r"/admin/providers/[^/]+/credential$"),  # provider credential rotation: the new credential
     ("POST", r"/admin/holders$"),  # holder creation: its credential, shown once
+    ("POST", r"/admin/idps$"),  # identity-provider registration: its API credential, shown once
+    ("POST", r"/admin/idps/[^/]+/credential$"),  # identity-provider credential rotation: the new credential
     ("POST", r"/authorizations$"),  # placement: the bundle with the one-time initial keys
     ("GET", r"/authorizations/[^/]+$"),  # the same bundle, until the provider reports ownership
     ("POST", r"/token$"),  # the IdP's token endpoint: the tokens it issues
@@ -82,6 +84,7 @@ EXCEPTION_PACKAGES = (
     "tenantcard.provider",
     "tenantcard.operator",
     "tenantcard.idp",
+    "tenantcard.keyvault",
 )
 
 
@@ -391,10 +394,13 @@ def hook_exceptions() -> None:
         pkg = _import(package)
         if pkg is None or not hasattr(pkg, "__path__"):
             continue
-        for info in pkgutil.walk_packages(pkg.__path__, package + "."):
-            if ".migrations" in info.name or info.name.endswith("__main__"):
-                continue
-            _import(info.name)
+        try:
+            names = [info.name for info in pkgutil.walk_packages(pkg.__path__, package + ".", onerror=lambda _: None)]
+        except Exception:
+            names = []
+        for name in names:
+            if ".migrations" not in name and not name.endswith("__main__"):
+                _import(name)
     roots: set[type[BaseException]] = set()
     for name, module in list(sys.modules.items()):
         if not name.startswith("tenantcard") or module is None:

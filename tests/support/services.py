@@ -93,6 +93,12 @@ def init_softhsm_token(directory: Path, label: str = "tenantcard") -> SoftHsmTok
     conf.write_text(f"directories.tokendir = {tokens}\nobjectstore.backend = file\nlog.level = ERROR\n")
     os.environ["SOFTHSM2_CONF"] = str(conf)
     user_pin, so_pin = uuid.uuid4().hex[:12], uuid.uuid4().hex[:12]
+    softhsm_init_token(conf, label, user_pin, so_pin)
+    return SoftHsmToken(softhsm_module(), label, user_pin, so_pin, conf)
+
+
+def softhsm_init_token(conf: Path, label: str, user_pin: str, so_pin: str) -> None:
+    """A new token ``label`` in the token directory that SoftHSM2 configuration ``conf`` names."""
     util = shutil.which("softhsm2-util") or "/usr/bin/softhsm2-util"
     subprocess.run(
         [util, "--init-token", "--free", "--label", label, "--pin", user_pin, "--so-pin", so_pin],
@@ -100,4 +106,3 @@ def init_softhsm_token(directory: Path, label: str = "tenantcard") -> SoftHsmTok
         capture_output=True,
         env={**os.environ, "SOFTHSM2_CONF": str(conf)},
     )
-    return SoftHsmToken(softhsm_module(), label, user_pin, so_pin, conf)

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from tenantcard.crypto.scp03 import StaticKeys
-    from tenantcard.keyvault import KeyVault
     from tenantcard.device.os import Device
+    from tenantcard.keyvault import KeyVault
     from tenantcard.transport.base import Card
     from tenantcard.transport.pcsc_bridge import BridgeSet, Exposure
 
@@ -81,6 +81,15 @@ def open_device(store: Path, vault_uri: str | None) -> Device:
         return Device.open(store, _vault(vault_uri or default_vault_uri(store), create=False))
 
 
+def _store_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option("--store", type=click.Path(dir_okay=False, path_type=Path), required=True, help=help)
+
+
+_vault_of_store = click.option(
+    "--vault", "vault_uri", default=None, metavar="URI", help="Key vault of the store (default file:<store>.vault)."
+)
+
+
 @click.group("device", context_settings={"help_option_names": ["-h", "--help"]})
 def device() -> None:
     """Create and serve a software device: a secure element holding an issuer security domain (the
@@ -91,12 +100,7 @@ def device() -> None:
 
 
 @device.command("init")
-@click.option(
-    "--store",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="Store file to create (must not exist).",
-)
+@_store_option("Store file to create (must not exist).")
 @click.option("--containers", type=click.IntRange(1, 255), required=True, help="Number of secure containers (1-255).")
 @click.option(
     "--quota",
@@ -219,12 +223,7 @@ def _write_keys(fd: int, device_id: bytes, serial: str, keys: StaticKeys) -> Non
 
 
 @device.command("serve")
-@click.option(
-    "--store",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="The device's store file (made by 'device init').",
-)
+@_store_option("The device's store file (made by 'device init').")
 @click.option(
     "--listen",
     required=True,
@@ -232,9 +231,7 @@ def _write_keys(fd: int, device_id: bytes, serial: str, keys: StaticKeys) -> Non
     help="Address of the TCP endpoint (vpcd framing). Port 0 picks a free port; the chosen address is "
     "printed as 'listening tcp://HOST:PORT'.",
 )
-@click.option(
-    "--vault", "vault_uri", default=None, metavar="URI", help="Key vault of the store (default file:<store>.vault)."
-)
+@_vault_of_store
 @click.option(
     "--max-connections",
     type=click.IntRange(1, 4096),
@@ -380,15 +377,8 @@ def _wait_for_stop() -> None:
 
 
 @device.command("info")
-@click.option(
-    "--store",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="The device's store file.",
-)
-@click.option(
-    "--vault", "vault_uri", default=None, metavar="URI", help="Key vault of the store (default file:<store>.vault)."
-)
+@_store_option("The device's store file.")
+@_vault_of_store
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def info(store: Path, vault_uri: str | None, as_json: bool) -> None:
     """Show the device id, serial and each container's AID, state, provider and memory use. No secrets."""

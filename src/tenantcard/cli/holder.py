@@ -73,24 +73,20 @@ def requests(ctx: click.Context) -> None:
         click.echo(f"{r['id']}  {r['provider_name'] or r['provider_id']} asks for a container on {r['device_id']}")
 
 
-@holder.command("approve")
-@click.argument("request_id")
-@click.option("--code", prompt=True, hide_input=True, help="The one-time code the provider showed you")
-@click.pass_context
-def approve(ctx: click.Context, request_id: str, code: str) -> None:
-    """Approve REQUEST_ID with its one-time code."""
-    r = _api(ctx).call("POST", f"/v1/holder/requests/{request_id}/approve", {"code": code})
-    click.echo(f"{r['id']}: {r['status']}")
+def _decision(verb: str) -> None:
+    """``holder approve`` / ``holder refuse``: answer a consent request with its one-time code."""
+
+    @holder.command(verb, help=f"{verb.capitalize()} REQUEST_ID with its one-time code.")
+    @click.argument("request_id")
+    @click.option("--code", prompt=True, hide_input=True, help="The one-time code the provider showed you")
+    @click.pass_context
+    def decide(ctx: click.Context, request_id: str, code: str) -> None:
+        r = _api(ctx).call("POST", f"/v1/holder/requests/{request_id}/{verb}", {"code": code})
+        click.echo(f"{r['id']}: {r['status']}")
 
 
-@holder.command("refuse")
-@click.argument("request_id")
-@click.option("--code", prompt=True, hide_input=True, help="The one-time code the provider showed you")
-@click.pass_context
-def refuse(ctx: click.Context, request_id: str, code: str) -> None:
-    """Refuse REQUEST_ID with its one-time code."""
-    r = _api(ctx).call("POST", f"/v1/holder/requests/{request_id}/refuse", {"code": code})
-    click.echo(f"{r['id']}: {r['status']}")
+_decision("approve")
+_decision("refuse")
 
 
 @holder.command("lost")

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import click
-from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from tenantcard.idp.app import open_idp_vault
 from tenantcard.idp.db.engine import make_engine, upgrade
 from tenantcard.idp.db.repositories import IdpRepository
 from tenantcard.idp.domain import Disclosure
@@ -20,6 +20,8 @@ from tenantcard.idp.errors import IdpError
 from tenantcard.idp.oidc.clients import ClientService
 from tenantcard.idp.oidc.keys import KeyService
 from tenantcard.idp.settings import IdpSettings, load_settings
+from tenantcard.keyvault import KeyVault
+from tenantcard.settings import SettingsError
 
 console = Console()
 
@@ -27,14 +29,29 @@ console = Console()
 def _settings(config: Path | None, **overrides: Any) -> IdpSettings:
     try:
         return load_settings(config, **overrides)
-    except ValidationError as exc:
-        raise click.ClickException(f"bad settings: {exc.error_count()} error(s): {exc.errors()[0]['msg']}") from exc
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
-def _repository(settings: IdpSettings) -> IdpRepository:
+def _vault(settings: IdpSettings) -> KeyVault:
+    try:
+        return open_idp_vault(settings)
+    except IdpError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _repository(settings: IdpSettings, vault: KeyVault | None = None) -> IdpRepository:
     engine = make_engine(settings.db_url)
-    upgrade(engine)
+    try:
+        upgrade(engine, vault or _vault(settings))
+    except IdpError as exc:
+        raise click.ClickException(str(exc)) from exc
     return IdpRepository(engine)
+
+
+def _keys(settings: IdpSettings) -> KeyService:
+    vault = _vault(settings)
+    return KeyService(_repository(settings, vault), vault, time.time, settings.id_token_lifetime_seconds)
 
 
 def _listen(value: str) -> tuple[str, int]:
@@ -48,6 +65,12 @@ _config = click.option(
     "--config", type=click.Path(dir_okay=False, path_type=Path), help="TOML file with the settings (see docs/oidc.md)."
 )
 _db = click.option("--db", "db_url", help="SQLAlchemy URL of the IdP database (default sqlite:///idp.db).")
+_vault_option = click.option(
+    "--vault",
+    "vault_uri",
+    help="Key vault sealing the signing keys and pairwise secret: file:PATH or pkcs11:module=...;token=...;key=... "
+    "(PIN in TENANTCARD_PKCS11_PIN). Default: file:<database>.master.key beside a SQLite database.",
+)
 
 
 @click.group()
@@ -68,8 +91,10 @@ def idp() -> None:
     help="Operator root CA certificate (PEM) that device certificates chain to.",
 )
 @click.option(
-    "--operator-token", help="Bearer credential for the operator directory (or TENANTCARD_IDP_OPERATOR_TOKEN)."
+    "--operator-token",
+    help="The IdP credential from `tenantcard operator idp register` (or TENANTCARD_IDP_OPERATOR_TOKEN).",
 )
+@_vault_option
 def serve(
     config: Path | None,
     listen: str,
@@ -78,6 +103,7 @@ def serve(
     operator_url: str | None,
     operator_ca_pem: Path | None,
     operator_token: str | None,
+    vault_uri: str | None,
 ) -> None:
     """Serve discovery, JWKS, /authorize, /token and /userinfo over HTTP."""
     import uvicorn
@@ -92,6 +118,7 @@ def serve(
         operator_url=operator_url,
         operator_ca_pem=operator_ca_pem,
         operator_token=operator_token,
+        vault_uri=vault_uri,
     )
     try:
         app = create_app(settings)
@@ -109,6 +136,7 @@ def client() -> None:
 @client.command("add")
 @_config
 @_db
+@_vault_option
 @click.option("--name", required=True, help="Display name of the provider.")
 @click.option("--redirect-uri", "redirect_uris", multiple=True, required=True, help="Exact redirect URI (repeatable).")
 @click.option(
@@ -123,6 +151,7 @@ def client() -> None:
 def client_add(
     config: Path | None,
     db_url: str | None,
+    vault_uri: str | None,
     name: str,
     redirect_uris: tuple[str, ...],
     disclosure: str,
@@ -130,7 +159,7 @@ def client_add(
     as_json: bool,
 ) -> None:
     """Register a client. The secret is printed once and only its hash is kept."""
-    repository = _repository(_settings(config, db_url=db_url))
+    repository = _repository(_settings(config, db_url=db_url, vault_uri=vault_uri))
     service = ClientService(repository, time.time, secrets.token_bytes)
     try:
         new = service.register(name, list(redirect_uris), Disclosure(disclosure), sector)
@@ -146,10 +175,11 @@ def client_add(
 @client.command("list")
 @_config
 @_db
+@_vault_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def client_list(config: Path | None, db_url: str | None, as_json: bool) -> None:
+def client_list(config: Path | None, db_url: str | None, vault_uri: str | None, as_json: bool) -> None:
     """List registered clients (never their secrets)."""
-    clients = _repository(_settings(config, db_url=db_url)).list_clients()
+    clients = _repository(_settings(config, db_url=db_url, vault_uri=vault_uri)).list_clients()
     if as_json:
         rows = [
             {
@@ -179,10 +209,10 @@ def keys() -> None:
 @keys.command("rotate")
 @_config
 @_db
-def keys_rotate(config: Path | None, db_url: str | None) -> None:
+@_vault_option
+def keys_rotate(config: Path | None, db_url: str | None, vault_uri: str | None) -> None:
     """Start signing with a new key; the old one stays in the JWKS until its tokens have expired."""
-    settings = _settings(config, db_url=db_url)
-    service = KeyService(_repository(settings), time.time, settings.id_token_lifetime_seconds)
+    service = _keys(_settings(config, db_url=db_url, vault_uri=vault_uri))
     service.ensure_key()
     console.print(f"new signing key: [bold]{service.rotate()}[/]")
 
@@ -190,10 +220,10 @@ def keys_rotate(config: Path | None, db_url: str | None) -> None:
 @keys.command("list")
 @_config
 @_db
-def keys_list(config: Path | None, db_url: str | None) -> None:
+@_vault_option
+def keys_list(config: Path | None, db_url: str | None, vault_uri: str | None) -> None:
     """List signing keys: active, or retired and published until when."""
-    settings = _settings(config, db_url=db_url)
-    service = KeyService(_repository(settings), time.time, settings.id_token_lifetime_seconds)
+    service = _keys(_settings(config, db_url=db_url, vault_uri=vault_uri))
     table = Table("kid", "created", "state")
     for column in table.columns:
         column.overflow = "fold"

@@ -3,36 +3,16 @@ directly, with the same services as the REST API)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _common(fn: F) -> F:
-    fn = click.option("--config", type=click.Path(dir_okay=False, path_type=Path), help="TOML settings file")(fn)
-    fn = click.option("--db", "db_url", help="Database URL (sqlite:///FILE or postgresql+psycopg://...)")(fn)
-    fn = click.option("--vault", "vault_uri", help="Master key vault (file:PATH or pkcs11:...)")(fn)
-    return fn
-
-
-def _settings(config: Path | None, db_url: str | None, vault_uri: str | None, **extra: Any) -> Any:
-    from pydantic import ValidationError
-
-    from tenantcard.operator.settings import load_settings
-
-    try:
-        return load_settings(config, db_url=db_url, vault_uri=vault_uri, **extra)
-    except ValidationError as exc:
-        raise click.ClickException(f"bad settings: {exc.errors()[0].get('msg', 'invalid')}") from exc
-    except (OSError, ValueError) as exc:
-        raise click.ClickException(f"cannot read settings: {exc}") from exc
 
 
 @contextmanager
@@ -56,20 +36,53 @@ def _errors() -> Iterator[None]:
         raise click.ClickException(f"migration: {exc}") from exc
 
 
-@contextmanager
-def _services(config: Path | None, db_url: str | None, vault_uri: str | None) -> Iterator[Any]:
-    from tenantcard.operator.app import build_services
+@dataclass(frozen=True)
+class _Target:
+    """The operator's settings as a command names them: ``--config``, ``--db``, ``--vault``."""
 
-    with _errors():
-        svc = build_services(_settings(config, db_url, vault_uri))
+    config: Path | None
+    db_url: str | None
+    vault_uri: str | None
+
+    def settings(self, **extra: Any) -> Any:
+        from tenantcard.operator.settings import load_settings
+        from tenantcard.settings import SettingsError
+
         try:
-            yield svc
-        finally:
-            svc.env.db.dispose()
+            return load_settings(self.config, db_url=self.db_url, vault_uri=self.vault_uri, **extra)
+        except SettingsError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    @contextmanager
+    def services(self) -> Iterator[Any]:
+        from tenantcard.operator.app import build_services
+
+        with _errors():
+            svc = build_services(self.settings())
+            try:
+                yield svc
+            finally:
+                svc.env.db.dispose()
+
+
+def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--config``, ``--db`` and ``--vault``, handed to the command as its first argument (a ``_Target``)."""
+
+    @functools.wraps(fn)
+    def command(*, config: Path | None, db_url: str | None, vault_uri: str | None, **kwargs: Any) -> Any:
+        return fn(_Target(config, db_url, vault_uri), **kwargs)
+
+    command = click.option("--vault", "vault_uri", help="Master key vault (file:PATH or pkcs11:...)")(command)
+    command = click.option("--db", "db_url", help="Database URL (sqlite:///FILE or postgresql+psycopg://...)")(command)
+    return click.option("--config", type=click.Path(dir_okay=False, path_type=Path), help="TOML settings file")(command)
 
 
 def _echo_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, sort_keys=True))
+
+
+def _echo_job(job: Any) -> None:
+    _echo_json({"job_id": job.id, "status": job.status, "total": job.total, "done": job.done, "failed": job.failed})
 
 
 @click.group()
@@ -83,9 +96,7 @@ def operator() -> None:
 @click.option(
     "--admin-token-file", type=click.Path(dir_okay=False, path_type=Path), help="File with the staff credential"
 )
-def serve(
-    config: Path | None, db_url: str | None, vault_uri: str | None, listen: str, admin_token_file: Path | None
-) -> None:
+def serve(target: _Target, listen: str, admin_token_file: Path | None) -> None:
     """Serve the REST API (migrates the database first); also runs the job runner and expiry sweep."""
     import uvicorn
 
@@ -100,7 +111,7 @@ def serve(
             extra["admin_token"] = admin_token_file.read_text().strip()
         except OSError as exc:
             raise click.ClickException(f"cannot read the admin token file: {exc.strerror}") from exc
-    settings = _settings(config, db_url, vault_uri, **extra)
+    settings = target.settings(**extra)
     with _errors():
         app = create_app(settings)
     config_ = uvicorn.Config(app, host=host.strip("[]") or "127.0.0.1", port=int(port), log_level="warning")
@@ -121,11 +132,11 @@ def serve(
 
 @operator.command()
 @_common
-def migrate(config: Path | None, db_url: str | None, vault_uri: str | None) -> None:
+def migrate(target: _Target) -> None:
     """Bring the database schema up to date (alembic upgrade head)."""
     from tenantcard.operator.db.session import migrate as run
 
-    settings = _settings(config, db_url, vault_uri)
+    settings = target.settings()
     with _errors():
         run(settings.db_url)
     click.echo("database is at the latest schema")
@@ -146,9 +157,7 @@ def device() -> None:
 @click.option("--store", type=click.Path(dir_okay=False, path_type=Path), help="Where to write the device store")
 @click.option("--device-vault", help="Key vault URI of the device's sealing key")
 def manufacture(
-    config: Path | None,
-    db_url: str | None,
-    vault_uri: str | None,
+    target: _Target,
     containers: int,
     quota: int,
     reserved: int,
@@ -163,7 +172,7 @@ def manufacture(
         raise click.ClickException("--reserved must not exceed --quota")
     if store is not None and store.exists():
         raise click.ClickException(f"{store} exists already")
-    with _services(config, db_url, vault_uri) as svc:
+    with target.services() as svc:
         made = svc.manufacturing.manufacture(
             [ContainerPlan(quota, reserved) for _ in range(containers)],
             serial=serial,
@@ -182,9 +191,9 @@ def manufacture(
 
 @device.command("list")
 @_common
-def list_devices(config: Path | None, db_url: str | None, vault_uri: str | None) -> None:
+def list_devices(target: _Target) -> None:
     """Devices with their address and status."""
-    with _services(config, db_url, vault_uri) as svc:
+    with target.services() as svc:
         for d in svc.registry.devices(limit=1000):
             click.echo(f"{d.id}  {d.serial:<20} {d.status:<7} {d.address or '-'}")
 
@@ -193,9 +202,9 @@ def list_devices(config: Path | None, db_url: str | None, vault_uri: str | None)
 @_common
 @click.argument("device_id")
 @click.argument("address")
-def checkin(config: Path | None, db_url: str | None, vault_uri: str | None, device_id: str, address: str) -> None:
+def checkin(target: _Target, device_id: str, address: str) -> None:
     """Record ADDRESS for DEVICE_ID once the device there proves its identity."""
-    with _services(config, db_url, vault_uri) as svc:
+    with target.services() as svc:
         d = svc.registry.check_in(device_id.lower(), address)
     click.echo(f"{d.id} at {d.address}")
 
@@ -204,9 +213,9 @@ def checkin(config: Path | None, db_url: str | None, vault_uri: str | None, devi
 @_common
 @click.argument("device_id")
 @click.argument("pointer")
-def pointer(config: Path | None, db_url: str | None, vault_uri: str | None, device_id: str, pointer: str) -> None:
+def pointer(target: _Target, device_id: str, pointer: str) -> None:
     """Let POINTER (an opaque handle, e.g. from the identity provider) name DEVICE_ID."""
-    with _services(config, db_url, vault_uri) as svc:
+    with target.services() as svc:
         svc.registry.add_pointer(device_id.lower(), pointer)
     click.echo("pointer added")
 
@@ -220,9 +229,9 @@ def provider() -> None:
 @provider.command("register")
 @_common
 @click.argument("name")
-def register(config: Path | None, db_url: str | None, vault_uri: str | None, name: str) -> None:
+def register(target: _Target, name: str) -> None:
     """Register provider NAME and print its credential (shown this once)."""
-    with _services(config, db_url, vault_uri) as svc:
+    with target.services() as svc:
         p, credential = svc.registry.register_provider(name)
     _echo_json({"provider_id": p.id, "name": p.name, "credential": credential})
 
@@ -230,11 +239,45 @@ def register(config: Path | None, db_url: str | None, vault_uri: str | None, nam
 @provider.command("rotate-credential")
 @_common
 @click.argument("provider_id")
-def rotate_credential(config: Path | None, db_url: str | None, vault_uri: str | None, provider_id: str) -> None:
+def rotate_credential(target: _Target, provider_id: str) -> None:
     """Revoke every credential of PROVIDER_ID and print a new one (shown this once)."""
-    with _services(config, db_url, vault_uri) as svc:
+    with target.services() as svc:
         credential = svc.registry.new_provider_credential(provider_id)
     _echo_json({"provider_id": provider_id, "credential": credential})
+
+
+# --- identity providers ----------------------------------------------------------------------------------------
+@operator.group("idp")
+def idp_admin() -> None:
+    """Register identity providers (their credential resolves device handles and registers pointers only)."""
+
+
+@idp_admin.command("register")
+@_common
+@click.argument("name")
+def register_idp(target: _Target, name: str) -> None:
+    """Register identity provider NAME and print its credential (shown this once)."""
+    with target.services() as svc:
+        i, credential = svc.idps.register(name)
+    _echo_json({"idp_id": i.id, "name": i.name, "credential": credential})
+
+
+@idp_admin.command("rotate-credential")
+@_common
+@click.argument("idp_id")
+def rotate_idp_credential(target: _Target, idp_id: str) -> None:
+    """Revoke every credential of IDP_ID and print a new one (shown this once)."""
+    with target.services() as svc:
+        _, credential = svc.idps.new_credential(idp_id)
+    _echo_json({"idp_id": idp_id, "credential": credential})
+
+
+@idp_admin.command("list")
+@_common
+def list_idps(target: _Target) -> None:
+    """List identity providers (never their credentials)."""
+    with target.services() as svc:
+        _echo_json([{"idp_id": i.id, "name": i.name, "created_at": i.created_at} for i in svc.idps.all()])
 
 
 @operator.group()
@@ -251,9 +294,7 @@ def contract() -> None:
 @click.option("--reserved", type=click.IntRange(0, 1 << 30), default=0, show_default=True)
 @click.option("--consent/--no-consent", default=False, show_default=True, help="Holder consent required")
 def create_contract(
-    config: Path | None,
-    db_url: str | None,
-    vault_uri: str | None,
+    target: _Target,
     provider_id: str,
     option: str,
     container_index: int | None,
@@ -264,7 +305,7 @@ def create_contract(
     """Create a contract for a provider."""
     from tenantcard.operator.db.models import ContractOption
 
-    with _services(config, db_url, vault_uri) as svc:
+    with target.services() as svc:
         c = svc.registry.create_contract(
             provider_id,
             ContractOption(option),
@@ -282,13 +323,13 @@ def create_contract(
 @_common
 @click.argument("contract_id")
 @click.option("--wait/--no-wait", default=False, help="Run the revocation job here until it finishes")
-def end_contract(config: Path | None, db_url: str | None, vault_uri: str | None, contract_id: str, wait: bool) -> None:
+def end_contract(target: _Target, contract_id: str, wait: bool) -> None:
     """End a contract: a job revokes every container placed under it (the serving operator runs it)."""
-    with _services(config, db_url, vault_uri) as svc:
+    with target.services() as svc:
         job = svc.revocation.end_contract(contract_id)
         if wait:
             job = _run_job(svc, job.id)
-    _echo_json({"job_id": job.id, "status": job.status, "total": job.total, "done": job.done, "failed": job.failed})
+    _echo_job(job)
 
 
 def _run_job(svc: Any, job_id: str) -> Any:
@@ -311,9 +352,9 @@ def holder_admin() -> None:
 @holder_admin.command("create")
 @_common
 @click.argument("name")
-def create_holder(config: Path | None, db_url: str | None, vault_uri: str | None, name: str) -> None:
+def create_holder(target: _Target, name: str) -> None:
     """Create holder NAME and print their credential (shown this once)."""
-    with _services(config, db_url, vault_uri) as svc:
+    with target.services() as svc:
         h, credential = svc.registry.create_holder(name)
     _echo_json({"holder_id": h.id, "name": h.name, "credential": credential})
 
@@ -322,9 +363,9 @@ def create_holder(config: Path | None, db_url: str | None, vault_uri: str | None
 @_common
 @click.argument("holder_id")
 @click.argument("device_id")
-def link(config: Path | None, db_url: str | None, vault_uri: str | None, holder_id: str, device_id: str) -> None:
+def link(target: _Target, holder_id: str, device_id: str) -> None:
     """Link DEVICE_ID to HOLDER_ID."""
-    with _services(config, db_url, vault_uri) as svc:
+    with target.services() as svc:
         svc.registry.link_device(holder_id, device_id.lower())
     click.echo("linked")
 
@@ -337,9 +378,9 @@ def audit() -> None:
 
 @audit.command("verify")
 @_common
-def verify(config: Path | None, db_url: str | None, vault_uri: str | None) -> None:
+def verify(target: _Target) -> None:
     """Check the hash chain; exits 1 and names the first bad entry if anything was edited or removed."""
-    with _services(config, db_url, vault_uri) as svc, svc.env.db.transaction() as s:
+    with target.services() as svc, svc.env.db.transaction() as s:
         report = svc.env.audit.verify(s)
     if not report.ok:
         click.echo(f"audit log TAMPERED: {report.problem} (first bad entry {report.first_bad_seq})", err=True)
@@ -351,9 +392,9 @@ def verify(config: Path | None, db_url: str | None, vault_uri: str | None) -> No
 @_common
 @click.option("--after", type=click.IntRange(0), default=0)
 @click.option("--limit", type=click.IntRange(1, 10000), default=50)
-def show(config: Path | None, db_url: str | None, vault_uri: str | None, after: int, limit: int) -> None:
+def show(target: _Target, after: int, limit: int) -> None:
     """Print audit entries."""
-    with _services(config, db_url, vault_uri) as svc, svc.env.db.transaction() as s:
+    with target.services() as svc, svc.env.db.transaction() as s:
         records = svc.env.audit.read(s, after=after, limit=limit)
     for r in records:
         click.echo(
@@ -371,13 +412,11 @@ def keys() -> None:
 @click.option("--device", "device_id", help="Rotate one device")
 @click.option("--fleet", is_flag=True, help="Rotate every device (a job)")
 @click.option("--wait/--no-wait", default=True, help="With --fleet: run the job here until it finishes")
-def rotate(
-    config: Path | None, db_url: str | None, vault_uri: str | None, device_id: str | None, fleet: bool, wait: bool
-) -> None:
+def rotate(target: _Target, device_id: str | None, fleet: bool, wait: bool) -> None:
     """Replace the operator key set of one device (--device) or of the fleet (--fleet)."""
     if bool(device_id) == fleet:
         raise click.ClickException("give exactly one of --device ID or --fleet")
-    with _services(config, db_url, vault_uri) as svc:
+    with target.services() as svc:
         if device_id:
             kvn = svc.revocation.rotate_device(device_id.lower())
             click.echo(f"{device_id.lower()}: operator keys rotated to KVN {kvn:#04x}")
@@ -385,12 +424,12 @@ def rotate(
         job = svc.revocation.rotate_fleet()
         if wait:
             job = _run_job(svc, job.id)
-    _echo_json({"job_id": job.id, "status": job.status, "total": job.total, "done": job.done, "failed": job.failed})
+    _echo_job(job)
 
 
 @operator.command("ca")
 @_common
-def ca(config: Path | None, db_url: str | None, vault_uri: str | None) -> None:
+def ca(target: _Target) -> None:
     """Print the operator CA certificate (PEM)."""
-    with _services(config, db_url, vault_uri) as svc:
+    with target.services() as svc:
         click.echo(svc.manufacturing.ca_pem(), nl=False)

@@ -18,41 +18,30 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from tenantcard.cli.provider_common import (
+    ACCESS_NAMES,
+    KEYSTORE_ENV,
+    PASSPHRASE_ENV,
+    access_option,
+    expected_errors,
+    open_file_keystore,
+)
 from tenantcard.wire.tenant import Access
 
 if TYPE_CHECKING:
     from tenantcard.client.container import ContainerSession
 
-KEYSTORE_ENV = "TENANTCARD_KEYSTORE"
-PASSPHRASE_ENV = "TENANTCARD_KEYSTORE_PASSPHRASE"
 SIGNING_PASSWORD_ENV = "TENANTCARD_PROGRAM_KEY_PASSWORD"
-ACCESS_NAMES = {
-    "public": Access.PUBLIC,
-    "holder": Access.HOLDER,
-    "provider": Access.PROVIDER,
-    "holder-or-provider": Access.HOLDER_OR_PROVIDER,
-}
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 @contextlib.contextmanager
 def _errors() -> Iterator[None]:
-    """Every expected failure is one line and exit status 1, never a traceback."""
-    from tenantcard.client.errors import ClientError
-    from tenantcard.crypto.errors import CryptoError
-    from tenantcard.provider.errors import ProviderError
     from tenantcard.provider.programs import ProgramBuildError
-    from tenantcard.transport.base import TransportError
-    from tenantcard.wire.errors import WireError
 
-    try:
+    with expected_errors(ProgramBuildError):
         yield
-    except (ClientError, CryptoError, ProviderError, ProgramBuildError, TransportError, WireError) as exc:
-        raise click.ClickException(str(exc)) from None
-    except OSError as exc:
-        where = f" ({Path(exc.filename).name})" if exc.filename else ""
-        raise click.ClickException(f"{exc.strerror or type(exc).__name__}{where}") from None
 
 
 def _password() -> bytes | None:
@@ -84,14 +73,10 @@ class _Where:
     parent: object
 
     def provider(self) -> Any:
-        from tenantcard.provider.keystore import FileKeystore
         from tenantcard.provider.sdk import Provider
 
         if self.keystore is not None:
-            passphrase = os.environ.get(PASSPHRASE_ENV) or click.prompt(
-                "keystore passphrase", hide_input=True, err=True
-            )
-            return Provider(FileKeystore.open(self.keystore, passphrase))
+            return Provider(open_file_keystore(self.keystore))
         make = getattr(self.parent, "provider", None)
         if callable(make):
             return make()
@@ -157,7 +142,7 @@ def _hex(value: str, what: str) -> bytes:
 @click.option("--memory", type=click.IntRange(65536, 0xFFFFFFFF), default=65536, show_default=True)
 @click.option("--fuel", type=click.IntRange(1), default=10_000_000, show_default=True, help="Budget per call.")
 @click.option("--deadline-ms", type=click.IntRange(1, 0xFFFFFFFF), default=500, show_default=True)
-@click.option("--access", type=click.Choice(list(ACCESS_NAMES)), default="provider", show_default=True)
+@access_option("provider")
 @click.option("--name", default="", help="A name for people (up to 32 bytes).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Load file to write.")
 def sign(

@@ -18,29 +18,28 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from tenantcard.wire.tenant import Access
+from tenantcard.cli.provider_common import (
+    ACCESS_NAMES,
+    KEYSTORE_ENV,
+    PASSPHRASE_ENV,
+    access_option,
+    fails_cleanly,
+    open_file_keystore,
+    passphrase,
+)
 
-KEYSTORE_ENV = "TENANTCARD_KEYSTORE"
-PASSPHRASE_ENV = "TENANTCARD_KEYSTORE_PASSPHRASE"
 PKCS11_MODULE_ENV = "TENANTCARD_PKCS11_MODULE"
 PKCS11_TOKEN_ENV = "TENANTCARD_PKCS11_TOKEN"
 PKCS11_PIN_ENV = "TENANTCARD_PKCS11_PIN"
 OPERATOR_ENV = "TENANTCARD_OPERATOR_URL"
 CREDENTIAL_ENV = "TENANTCARD_PROVIDER_CREDENTIAL"
 HOLDER_PIN_ENV = "TENANTCARD_HOLDER_PIN"
-ACCESS_NAMES = {
-    "public": Access.PUBLIC,
-    "holder": Access.HOLDER,
-    "provider": Access.PROVIDER,
-    "holder-or-provider": Access.HOLDER_OR_PROVIDER,
-}
-F = TypeVar("F", bound=Callable[..., Any])
 
 console = Console(highlight=False)
 
@@ -48,28 +47,6 @@ console = Console(highlight=False)
 def _default_keystore() -> Path:
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base) / "tenantcard" / "provider-keystore.json"
-
-
-def fails_cleanly(fn: F) -> F:
-    """Every expected failure becomes one line on stderr and exit status 1, never a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from tenantcard.client.errors import ClientError
-        from tenantcard.crypto.errors import CryptoError
-        from tenantcard.provider.errors import ProviderError
-        from tenantcard.transport.base import TransportError
-        from tenantcard.wire.errors import WireError
-
-        try:
-            return fn(*args, **kwargs)
-        except (ClientError, CryptoError, ProviderError, TransportError, WireError, ValueError) as exc:
-            raise click.ClickException(str(exc) or type(exc).__name__) from None
-        except OSError as exc:
-            where = f" ({exc.filename})" if exc.filename else ""
-            raise click.ClickException(f"{exc.strerror or type(exc).__name__}{where}") from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 @dataclass
@@ -81,15 +58,14 @@ class Settings:
     credential: str | None
 
     def keystore(self) -> Any:
-        from tenantcard.provider.keystore import FileKeystore, Pkcs11Keystore
+        from tenantcard.provider.keystore import Pkcs11Keystore
 
         if self.pkcs11_module:
             if not self.pkcs11_token:
                 raise click.ClickException(f"give --pkcs11-token (or ${PKCS11_TOKEN_ENV}) with --pkcs11-module")
             pin = os.environ.get(PKCS11_PIN_ENV) or click.prompt("token user PIN", hide_input=True, err=True)
             return Pkcs11Keystore(self.pkcs11_module, self.pkcs11_token, pin)
-        passphrase = os.environ.get(PASSPHRASE_ENV) or click.prompt("keystore passphrase", hide_input=True, err=True)
-        return FileKeystore.open(self.keystore_path, passphrase)
+        return open_file_keystore(self.keystore_path)
 
     def operator(self) -> Any:
         from tenantcard.provider.sdk import OperatorClient
@@ -161,10 +137,7 @@ def keystore_init(settings: Settings) -> None:
         store = settings.keystore()
         console.print(f"PKCS#11 keystore ready: {len(store.names())} container(s) on the token")
         return
-    passphrase = os.environ.get(PASSPHRASE_ENV) or click.prompt(
-        "new keystore passphrase", hide_input=True, confirmation_prompt=True, err=True
-    )
-    FileKeystore.create(settings.keystore_path, passphrase)
+    FileKeystore.create(settings.keystore_path, passphrase(new=True))
     console.print(f"created keystore [bold]{settings.keystore_path}[/bold]")
 
 
@@ -287,16 +260,16 @@ def revoke(settings: Settings, container: str, container_id: str | None) -> None
 
 
 @contextlib.contextmanager
-def _provider_session(settings: Settings, container: str) -> Iterator[Any]:
-    with settings.provider().open(container) as session:
-        yield session
-
-
-@contextlib.contextmanager
-def _holder_session(settings: Settings, container: str, pin: str | None) -> Iterator[Any]:
+def _session(settings: Settings, container: str, *, as_holder: bool = False) -> Iterator[Any]:
+    """Your secure channel to CONTAINER; or, ``as_holder``, the holder's connection with the PIN verified
+    ($TENANTCARD_HOLDER_PIN or a prompt)."""
+    if not as_holder:
+        with settings.provider().open(container) as session:
+            yield session
+        return
+    pin = os.environ.get(HOLDER_PIN_ENV) or click.prompt("holder PIN", hide_input=True, err=True)
     with settings.provider().holder(container) as session:
-        if pin is not None:
-            session.verify_pin(pin)
+        session.verify_pin(pin)
         yield session
 
 
@@ -321,7 +294,7 @@ def status(settings: Settings, container: str) -> None:
     from tenantcard.client.otp import OtpClient
     from tenantcard.client.pki import PkiClient
 
-    with _provider_session(settings, container) as session:
+    with _session(settings, container) as session:
         st = session.status()
         objects = session.list_objects()
         creds = OtpClient(session).list() + ChallengeClient(session).list()
@@ -346,7 +319,7 @@ def status(settings: Settings, container: str) -> None:
 @click.argument("name")
 @click.option("--value", help="The object's value (text).")
 @click.option("--file", "file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="... or a file.")
-@click.option("--access", type=click.Choice(list(ACCESS_NAMES)), default="provider", show_default=True)
+@access_option("provider")
 @pass_settings
 @fails_cleanly
 def store(settings: Settings, container: str, name: str, value: str | None, file: Path | None, access: str) -> None:
@@ -354,7 +327,7 @@ def store(settings: Settings, container: str, name: str, value: str | None, file
     if (value is None) == (file is None):
         raise click.UsageError("give exactly one of --value, --file")
     data = value.encode() if value is not None else file.read_bytes()  # type: ignore[union-attr]
-    with _provider_session(settings, container) as session:
+    with _session(settings, container) as session:
         session.put_object(name.encode(), data, ACCESS_NAMES[access])
     console.print(f"stored {name} ({len(data)} bytes, {access})")
 
@@ -367,7 +340,7 @@ def store(settings: Settings, container: str, name: str, value: str | None, file
 def set_pin(settings: Settings, container: str, retries: int) -> None:
     """Set the holder PIN of CONTAINER (prompted, or $TENANTCARD_HOLDER_PIN) and its retry limit."""
     pin = os.environ.get(HOLDER_PIN_ENV) or click.prompt("holder PIN", hide_input=True, confirmation_prompt=True)
-    with _provider_session(settings, container) as session:
+    with _session(settings, container) as session:
         session.set_pin(pin, retries)
     console.print(f"holder PIN set ({retries} tries)")
 
@@ -378,6 +351,62 @@ def set_pin(settings: Settings, container: str, retries: int) -> None:
 @provider.group("otp")
 def otp() -> None:
     """One-time passwords: load seeds (provider), compute codes (holder), verify codes (offline)."""
+
+
+@dataclass(frozen=True)
+class _Seed:
+    """An OTP seed and its parameters as the options give them."""
+
+    secret: bytes
+    totp: bool
+    algorithm: str
+    digits: int
+    period: int
+    counter: int
+
+
+def _seed_options(*, counter_help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The options that describe an OTP seed and its parameters (loading one, checking a code against one),
+    handed to the command as ``seed`` (a ``_Seed``)."""
+    options = [
+        click.option("--secret-hex", envvar="TENANTCARD_OTP_SECRET_HEX", help="The seed in hex (or that variable)."),
+        click.option("--secret-base32", help="... or in base32 (as authenticator apps show it)."),
+        click.option("--totp", is_flag=True, help="Time-based (RFC 6238); default counter-based HOTP (RFC 4226)."),
+        click.option(
+            "--algorithm",
+            type=click.Choice(["SHA1", "SHA256", "SHA512"]),
+            default="SHA1",
+            show_default=True,
+            help="HMAC hash.",
+        ),
+        click.option("--digits", type=click.IntRange(6, 8), default=6, show_default=True, help="Code length."),
+        click.option(
+            "--period", type=click.IntRange(1, 3600), default=30, show_default=True, help="TOTP step, seconds."
+        ),
+        click.option("--counter", type=click.IntRange(0), default=0, show_default=True, help=counter_help),
+    ]
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def command(
+            *args: Any,
+            secret_hex: str | None,
+            secret_base32: str | None,
+            totp: bool,
+            algorithm: str,
+            digits: int,
+            period: int,
+            counter: int,
+            **kwargs: Any,
+        ) -> Any:
+            seed = _Seed(_secret(secret_hex, secret_base32), totp, algorithm, digits, period, counter)
+            return fn(*args, seed=seed, **kwargs)
+
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
 
 
 def _secret(secret_hex: str | None, secret_base32: str | None) -> bytes:
@@ -396,14 +425,8 @@ def _secret(secret_hex: str | None, secret_base32: str | None) -> bytes:
 @otp.command("load")
 @click.argument("container")
 @click.argument("name")
-@click.option("--secret-hex", envvar="TENANTCARD_OTP_SECRET_HEX", help="The seed in hex (or that variable).")
-@click.option("--secret-base32", help="... or in base32 (as authenticator apps show it).")
-@click.option("--totp", is_flag=True, help="Time-based (RFC 6238); default counter-based HOTP (RFC 4226).")
-@click.option("--algorithm", type=click.Choice(["SHA1", "SHA256", "SHA512"]), default="SHA1", show_default=True)
-@click.option("--digits", type=click.IntRange(6, 8), default=6, show_default=True)
-@click.option("--period", type=click.IntRange(1, 3600), default=30, show_default=True, help="TOTP step, seconds.")
-@click.option("--counter", type=click.IntRange(0), default=0, show_default=True, help="HOTP initial counter.")
-@click.option("--access", type=click.Choice(list(ACCESS_NAMES)), default="holder", show_default=True)
+@_seed_options(counter_help="HOTP initial counter.")
+@access_option("holder")
 @click.option("--replace", is_flag=True, help="Replace a credential of that name.")
 @pass_settings
 @fails_cleanly
@@ -411,33 +434,27 @@ def otp_load(
     settings: Settings,
     container: str,
     name: str,
-    secret_hex: str | None,
-    secret_base32: str | None,
-    totp: bool,
-    algorithm: str,
-    digits: int,
-    period: int,
-    counter: int,
+    seed: _Seed,
     access: str,
     replace: bool,
 ) -> None:
     """Load an OTP seed NAME into CONTAINER (travels encrypted in your secure channel)."""
     from tenantcard.client.otp import OtpClient
 
-    secret = _secret(secret_hex, secret_base32)
-    with _provider_session(settings, container) as session:
+    with _session(settings, container) as session:
         OtpClient(session).load_seed(
             name,
-            secret,
-            totp=totp,
-            algorithm=algorithm,
-            digits=digits,
-            counter=counter,
-            period=period,
+            seed.secret,
+            totp=seed.totp,
+            algorithm=seed.algorithm,
+            digits=seed.digits,
+            counter=seed.counter,
+            period=seed.period,
             access=ACCESS_NAMES[access],
             replace=replace,
         )
-    console.print(f"loaded {'TOTP' if totp else 'HOTP'} {name} ({algorithm}, {digits} digits, {access})")
+    kind = "TOTP" if seed.totp else "HOTP"
+    console.print(f"loaded {kind} {name} ({seed.algorithm}, {seed.digits} digits, {access})")
 
 
 @otp.command("code")
@@ -451,36 +468,19 @@ def otp_code(settings: Settings, container: str, name: str, at: int | None, as_p
     """Have the container compute a code, as the holder (PIN prompted, or $TENANTCARD_HOLDER_PIN)."""
     from tenantcard.client.otp import OtpClient
 
-    if as_provider:
-        with _provider_session(settings, container) as session:
-            code = OtpClient(session).generate(name, at=at)
-    else:
-        pin = os.environ.get(HOLDER_PIN_ENV) or click.prompt("holder PIN", hide_input=True, err=True)
-        with _holder_session(settings, container, pin) as session:
-            code = OtpClient(session).generate(name, at=at)
+    with _session(settings, container, as_holder=not as_provider) as session:
+        code = OtpClient(session).generate(name, at=at)
     click.echo(code.code)
 
 
 @otp.command("verify")
 @click.argument("code")
-@click.option("--secret-hex", envvar="TENANTCARD_OTP_SECRET_HEX", help="The seed in hex (or that variable).")
-@click.option("--secret-base32", help="... or in base32.")
-@click.option("--totp", is_flag=True)
-@click.option("--algorithm", type=click.Choice(["SHA1", "SHA256", "SHA512"]), default="SHA1", show_default=True)
-@click.option("--digits", type=click.IntRange(6, 8), default=6, show_default=True)
-@click.option("--period", type=click.IntRange(1, 3600), default=30, show_default=True)
-@click.option("--counter", type=click.IntRange(0), default=0, show_default=True, help="HOTP: the expected counter.")
+@_seed_options(counter_help="HOTP: the expected counter.")
 @click.option("--window", type=click.IntRange(0, 1000), default=10, show_default=True, help="Look-ahead / steps.")
 @click.option("--at", "at", type=int, help="TOTP: Unix time (default now).")
 def otp_verify(
     code: str,
-    secret_hex: str | None,
-    secret_base32: str | None,
-    totp: bool,
-    algorithm: str,
-    digits: int,
-    period: int,
-    counter: int,
+    seed: _Seed,
     window: int,
     at: int | None,
 ) -> None:
@@ -490,15 +490,15 @@ def otp_verify(
     """
     from tenantcard.crypto.otp import HashAlgorithm, HotpVerifier, TotpVerifier
 
-    secret = _secret(secret_hex, secret_base32)
-    alg = HashAlgorithm.from_name(algorithm)
-    if totp:
-        step = TotpVerifier(secret, digits, alg, period, window=window).verify(code, time.time() if at is None else at)
+    alg = HashAlgorithm.from_name(seed.algorithm)
+    if seed.totp:
+        totp = TotpVerifier(seed.secret, seed.digits, alg, seed.period, window=window)
+        step = totp.verify(code, time.time() if at is None else at)
         if step is None:
             raise click.ClickException("code does not match")
         click.echo(f"valid: time step {step}")
     else:
-        nxt = HotpVerifier(secret, counter, digits, alg, window=window).verify(code)
+        nxt = HotpVerifier(seed.secret, seed.counter, seed.digits, alg, window=window).verify(code)
         if nxt is None:
             raise click.ClickException("code does not match")
         click.echo(f"valid: next counter {nxt}")
@@ -525,10 +525,9 @@ def ocra(
     if load_suite:
         if not key_hex:
             raise click.UsageError("--load-suite needs --key-hex")
-        with _provider_session(settings, container) as session:
+        with _session(settings, container) as session:
             ChallengeClient(session).load_ocra_key(name, bytes.fromhex(key_hex), load_suite)
-    pin = os.environ.get(HOLDER_PIN_ENV) or click.prompt("holder PIN", hide_input=True, err=True)
-    with _holder_session(settings, container, pin) as session:
+    with _session(settings, container, as_holder=True) as session:
         click.echo(ChallengeClient(session).ocra(name, question).code)
 
 
@@ -539,7 +538,7 @@ def ocra(
 @click.argument("container")
 @click.argument("slot", type=click.IntRange(1, 127))
 @click.option("--algorithm", type=click.Choice(["p256", "ed25519"]), default="p256", show_default=True)
-@click.option("--access", type=click.Choice(list(ACCESS_NAMES)), default="holder-or-provider", show_default=True)
+@access_option("holder-or-provider")
 @click.option("--replace", is_flag=True, help="Replace the key in that slot (its certificate is dropped).")
 @pass_settings
 @fails_cleanly
@@ -550,7 +549,7 @@ def keygen(settings: Settings, container: str, slot: int, algorithm: str, access
 
     from tenantcard.client.pki import PkiClient
 
-    with _provider_session(settings, container) as session:
+    with _session(settings, container) as session:
         public = PkiClient(session).generate_key(slot, algorithm, access=ACCESS_NAMES[access], replace=replace)
     pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     click.echo(pem.decode(), nl=False)
@@ -574,13 +573,8 @@ def sign(
     if (data is None) == (file is None):
         raise click.UsageError("give exactly one of --data, --file")
     message = data.encode() if data is not None else file.read_bytes()  # type: ignore[union-attr]
-    if as_holder:
-        pin = os.environ.get(HOLDER_PIN_ENV) or click.prompt("holder PIN", hide_input=True, err=True)
-        with _holder_session(settings, container, pin) as session:
-            signature = PkiClient(session).sign(slot, message)
-    else:
-        with _provider_session(settings, container) as session:
-            signature = PkiClient(session).sign(slot, message)
+    with _session(settings, container, as_holder=as_holder) as session:
+        signature = PkiClient(session).sign(slot, message)
     click.echo(base64.b64encode(signature).decode() if b64 else signature.hex())
 
 
@@ -597,7 +591,7 @@ def csr(settings: Settings, container: str, slot: int, subject: str, out: Path |
 
     from tenantcard.client.pki import PkiClient
 
-    with _provider_session(settings, container) as session:
+    with _session(settings, container) as session:
         request_ = PkiClient(session).csr(slot, subject)
     pem = request_.public_bytes(serialization.Encoding.PEM)
     if out is None:
@@ -624,7 +618,7 @@ def cert(settings: Settings, container: str, slot: int, certificate: Path) -> No
         parsed = x509.load_pem_x509_certificate(raw) if b"-----BEGIN" in raw else x509.load_der_x509_certificate(raw)
     except ValueError:
         raise click.ClickException(f"{certificate} is not an X.509 certificate") from None
-    with _provider_session(settings, container) as session:
+    with _session(settings, container) as session:
         PkiClient(session).store_certificate(slot, parsed)
     console.print(f"certificate stored in slot {slot}: {parsed.subject.rfc4514_string()}")
 

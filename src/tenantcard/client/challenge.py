@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from tenantcard.client.errors import ResponseError
-from tenantcard.client.otp import FunctionChannel, OtpCode, call, decode_code
+from tenantcard.client.otp import (
+    FunctionChannel,
+    OtpCode,
+    ascii_code,
+    calculate,
+    delete_credential,
+    list_credentials,
+    name_bytes,
+    put_credential,
+)
 from tenantcard.crypto.ocra import OcraSuite, hash_password
 from tenantcard.crypto.otp import HashAlgorithm
-from tenantcard.wire.apdu import CommandApdu
-from tenantcard.wire.errors import WireError
 from tenantcard.wire.functions import (
     CalculateRequest,
     CredentialEntry,
@@ -15,10 +21,7 @@ from tenantcard.wire.functions import (
     OathAlgorithm,
     OathCredential,
     OathIns,
-    ReplaceMode,
-    name_data,
 )
-from tenantcard.wire.gp import Cla
 from tenantcard.wire.tenant import Access
 
 
@@ -29,8 +32,7 @@ class ChallengeClient:
         self._session = session
 
     def _put(self, cred: OathCredential, replace: bool) -> None:
-        mode = ReplaceMode.REPLACE if replace else ReplaceMode.CREATE
-        call(self._session, CommandApdu(Cla.GP, OathIns.CHALLENGE_PUT, mode, 0, cred.to_bytes()), "key load")
+        put_credential(self._session, OathIns.CHALLENGE_PUT, cred, replace, "key load")
 
     def load_hmac_key(
         self,
@@ -43,7 +45,7 @@ class ChallengeClient:
     ) -> None:
         """Provider: an HMAC-SHA1 or HMAC-SHA256 challenge-response key."""
         alg = HashAlgorithm.from_name(algorithm) if isinstance(algorithm, str) else algorithm
-        cred = OathCredential(_name(name), CredentialKind.HMAC, key, OathAlgorithm(alg.value), access=access)
+        cred = OathCredential(name_bytes(name), CredentialKind.HMAC, key, OathAlgorithm(alg.value), access=access)
         self._put(cred, replace)
 
     def load_ocra_key(
@@ -58,14 +60,13 @@ class ChallengeClient:
     ) -> None:
         """Provider: an OCRA key for ``suite`` (RFC 6287 §6), its counter C starting at ``counter``."""
         OcraSuite.parse(suite)  # refuse locally what the container would refuse
-        cred = OathCredential(_name(name), CredentialKind.OCRA, key, counter=counter, suite=suite, access=access)
+        cred = OathCredential(name_bytes(name), CredentialKind.OCRA, key, counter=counter, suite=suite, access=access)
         self._put(cred, replace)
 
     def hmac(self, name: str | bytes, challenge: bytes) -> bytes:
         """HMAC of ``challenge`` under the container's key."""
-        data = CalculateRequest(_name(name), challenge=challenge).to_bytes()
-        cmd = CommandApdu(Cla.GP, OathIns.CHALLENGE_RESPOND, 0, 0, data)
-        return decode_code(call(self._session, cmd, "HMAC challenge-response")).response
+        request = CalculateRequest(name_bytes(name), challenge=challenge)
+        return calculate(self._session, OathIns.CHALLENGE_RESPOND, request, "HMAC challenge-response").response
 
     def ocra(
         self,
@@ -85,27 +86,14 @@ class ChallengeClient:
             if suite is None:
                 raise ValueError("a PIN needs the suite, to hash it as the suite says")
             password = hash_password(OcraSuite.parse(suite), pin)
-        data = CalculateRequest(
-            _name(name), time=at, challenge=question.encode(), counter=counter, password_hash=password,
+        request = CalculateRequest(
+            name_bytes(name), time=at, challenge=question.encode(), counter=counter, password_hash=password,
             session=session_info,
-        ).to_bytes()  # fmt: skip
-        resp = decode_code(call(self._session, CommandApdu(Cla.GP, OathIns.CHALLENGE_RESPOND, 0, 0, data), "OCRA"))
-        try:
-            return OtpCode(resp.response.decode("ascii"), resp.moving_factor)
-        except UnicodeDecodeError as exc:
-            raise ResponseError("OCRA response is not ASCII") from exc
+        )  # fmt: skip
+        return ascii_code(calculate(self._session, OathIns.CHALLENGE_RESPOND, request, "OCRA"), "OCRA")
 
     def delete(self, name: str | bytes) -> None:
-        cmd = CommandApdu(Cla.GP, OathIns.CHALLENGE_DELETE, 0, 0, name_data(_name(name)))
-        call(self._session, cmd, "challenge-response delete")
+        delete_credential(self._session, OathIns.CHALLENGE_DELETE, name, "challenge-response delete")
 
     def list(self) -> list[CredentialEntry]:
-        data = call(self._session, CommandApdu(Cla.GP, OathIns.CHALLENGE_LIST, 0, 0), "challenge-response list")
-        try:
-            return CredentialEntry.parse_list(data)
-        except WireError as exc:
-            raise ResponseError("malformed credential list") from exc
-
-
-def _name(name: str | bytes) -> bytes:
-    return name.encode() if isinstance(name, str) else name
+        return list_credentials(self._session, OathIns.CHALLENGE_LIST, "challenge-response list")

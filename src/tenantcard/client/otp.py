@@ -71,19 +71,49 @@ def call(channel: FunctionChannel, cmd: CommandApdu, operation: str) -> bytes:
     return resp.data
 
 
-def decode_code(data: bytes) -> CalculateResponse:
-    try:
-        return CalculateResponse.parse(data)
-    except WireError as exc:
-        raise ResponseError("malformed calculate response") from exc
-
-
 @dataclass(frozen=True, slots=True)
 class OtpCode:
     """A code computed by the container and the counter or time step it belongs to."""
 
     code: str
     moving_factor: int
+
+
+# The verbs the OTP and challenge-response functions share (OathIns: put, calculate, delete, list).
+def put_credential(channel: FunctionChannel, ins: OathIns, cred: OathCredential, replace: bool, operation: str) -> None:
+    mode = ReplaceMode.REPLACE if replace else ReplaceMode.CREATE
+    call(channel, CommandApdu(Cla.GP, ins, mode, 0, cred.to_bytes()), operation)
+
+
+def calculate(channel: FunctionChannel, ins: OathIns, request: CalculateRequest, operation: str) -> CalculateResponse:
+    data = call(channel, CommandApdu(Cla.GP, ins, 0, 0, request.to_bytes()), operation)
+    try:
+        return CalculateResponse.parse(data)
+    except WireError as exc:
+        raise ResponseError("malformed calculate response") from exc
+
+
+def ascii_code(response: CalculateResponse, operation: str) -> OtpCode:
+    try:
+        return OtpCode(response.response.decode("ascii"), response.moving_factor)
+    except UnicodeDecodeError as exc:
+        raise ResponseError(f"{operation} response is not ASCII") from exc
+
+
+def delete_credential(channel: FunctionChannel, ins: OathIns, name: str | bytes, operation: str) -> None:
+    call(channel, CommandApdu(Cla.GP, ins, 0, 0, name_data(name_bytes(name))), operation)
+
+
+def list_credentials(channel: FunctionChannel, ins: OathIns, operation: str) -> list[CredentialEntry]:
+    data = call(channel, CommandApdu(Cla.GP, ins, 0, 0), operation)
+    try:
+        return CredentialEntry.parse_list(data)
+    except WireError as exc:
+        raise ResponseError("malformed credential list") from exc
+
+
+def name_bytes(name: str | bytes) -> bytes:
+    return name.encode() if isinstance(name, str) else name
 
 
 class OtpClient:
@@ -109,7 +139,7 @@ class OtpClient:
         """Provider: load an HOTP (``counter``) or TOTP (``period``, ``t0``) seed."""
         alg = HashAlgorithm.from_name(algorithm) if isinstance(algorithm, str) else algorithm
         cred = OathCredential(
-            _name(name),
+            name_bytes(name),
             CredentialKind.TOTP if totp else CredentialKind.HOTP,
             secret,
             OathAlgorithm(alg.value),
@@ -120,29 +150,15 @@ class OtpClient:
             "",
             access,
         )
-        mode = ReplaceMode.REPLACE if replace else ReplaceMode.CREATE
-        call(self._session, CommandApdu(Cla.GP, OathIns.OTP_PUT, mode, 0, cred.to_bytes()), "OTP load")
+        put_credential(self._session, OathIns.OTP_PUT, cred, replace, "OTP load")
 
     def generate(self, name: str | bytes, *, at: int | None = None) -> OtpCode:
         """A code from the container; ``at`` (Unix seconds) for TOTP, else the container's clock."""
-        data = CalculateRequest(_name(name), time=at).to_bytes()
-        resp = decode_code(call(self._session, CommandApdu(Cla.GP, OathIns.OTP_CALCULATE, 0, 0, data), "OTP"))
-        try:
-            code = resp.response.decode("ascii")
-        except UnicodeDecodeError as exc:
-            raise ResponseError("OTP code is not ASCII") from exc
-        return OtpCode(code, resp.moving_factor)
+        request = CalculateRequest(name_bytes(name), time=at)
+        return ascii_code(calculate(self._session, OathIns.OTP_CALCULATE, request, "OTP"), "OTP")
 
     def delete(self, name: str | bytes) -> None:
-        call(self._session, CommandApdu(Cla.GP, OathIns.OTP_DELETE, 0, 0, name_data(_name(name))), "OTP delete")
+        delete_credential(self._session, OathIns.OTP_DELETE, name, "OTP delete")
 
     def list(self) -> list[CredentialEntry]:
-        data = call(self._session, CommandApdu(Cla.GP, OathIns.OTP_LIST, 0, 0), "OTP list")
-        try:
-            return CredentialEntry.parse_list(data)
-        except WireError as exc:
-            raise ResponseError("malformed credential list") from exc
-
-
-def _name(name: str | bytes) -> bytes:
-    return name.encode() if isinstance(name, str) else name
+        return list_credentials(self._session, OathIns.OTP_LIST, "OTP list")

@@ -8,7 +8,7 @@ to-be-signed bytes to the container. The private key never leaves the container.
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import Any, Generic, NoReturn, Self, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -32,6 +32,7 @@ from tenantcard.wire.gp import Cla
 from tenantcard.wire.tenant import Access
 
 PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+P = TypeVar("P", bound=PublicKey)
 _ALG_NAMES = {"p256": KeyAlgorithm.EC_P256, "ec-p256": KeyAlgorithm.EC_P256, "ed25519": KeyAlgorithm.ED25519}
 
 
@@ -136,16 +137,38 @@ class PkiClient:
             raise ResponseError("malformed key list") from exc
 
 
-class DeviceEcKey(ec.EllipticCurvePrivateKey):
-    """An ECDSA P-256 key held by a container, as pyca's private-key interface (signing only)."""
+class _HeldKey(Generic[P]):
+    """What a container's key pair is as a pyca private key, whatever its algorithm: a slot, a public key, a
+    client to sign through, and no private half to copy or export."""
 
-    def __init__(self, client: PkiClient, slot: int, public: ec.EllipticCurvePublicKey) -> None:
+    def __init__(self, client: PkiClient, slot: int, public: P) -> None:
         self._client = client
         self._slot = slot
-        self._public = public
+        self._public: P = public
 
     def __repr__(self) -> str:
-        return f"DeviceEcKey(slot={self._slot})"
+        return f"{type(self).__name__}(slot={self._slot})"
+
+    def public_key(self) -> P:
+        return self._public
+
+    def private_bytes(
+        self,
+        encoding: serialization.Encoding,
+        format: serialization.PrivateFormat,
+        encryption_algorithm: serialization.KeySerializationEncryption,
+    ) -> bytes:
+        _no_export()
+
+    def __copy__(self) -> Self:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+        return self
+
+
+class DeviceEcKey(_HeldKey[ec.EllipticCurvePublicKey], ec.EllipticCurvePrivateKey):
+    """An ECDSA P-256 key held by a container, as pyca's private-key interface (signing only)."""
 
     def sign(self, data: Buffer, signature_algorithm: ec.EllipticCurveSignatureAlgorithm) -> bytes:
         if not isinstance(signature_algorithm, ec.ECDSA):
@@ -162,9 +185,6 @@ class DeviceEcKey(ec.EllipticCurvePrivateKey):
         h.update(bytes(data))
         return self._client.sign(self._slot, h.finalize(), prehashed=True)
 
-    def public_key(self) -> ec.EllipticCurvePublicKey:
-        return self._public
-
     @property
     def curve(self) -> ec.EllipticCurve:
         return self._public.curve
@@ -179,51 +199,12 @@ class DeviceEcKey(ec.EllipticCurvePrivateKey):
     def private_numbers(self) -> ec.EllipticCurvePrivateNumbers:
         _no_export()
 
-    def private_bytes(
-        self,
-        encoding: serialization.Encoding,
-        format: serialization.PrivateFormat,
-        encryption_algorithm: serialization.KeySerializationEncryption,
-    ) -> bytes:
-        _no_export()
 
-    def __copy__(self) -> DeviceEcKey:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> DeviceEcKey:
-        return self
-
-
-class DeviceEd25519Key(ed25519.Ed25519PrivateKey):
+class DeviceEd25519Key(_HeldKey[ed25519.Ed25519PublicKey], ed25519.Ed25519PrivateKey):
     """An Ed25519 key held by a container, as pyca's private-key interface (signing only)."""
-
-    def __init__(self, client: PkiClient, slot: int, public: ed25519.Ed25519PublicKey) -> None:
-        self._client = client
-        self._slot = slot
-        self._public = public
-
-    def __repr__(self) -> str:
-        return f"DeviceEd25519Key(slot={self._slot})"
 
     def sign(self, data: Buffer) -> bytes:
         return self._client.sign(self._slot, bytes(data))
 
-    def public_key(self) -> ed25519.Ed25519PublicKey:
-        return self._public
-
-    def private_bytes(
-        self,
-        encoding: serialization.Encoding,
-        format: serialization.PrivateFormat,
-        encryption_algorithm: serialization.KeySerializationEncryption,
-    ) -> bytes:
-        _no_export()
-
     def private_bytes_raw(self) -> bytes:
         _no_export()
-
-    def __copy__(self) -> DeviceEd25519Key:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> DeviceEd25519Key:
-        return self

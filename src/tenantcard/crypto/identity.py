@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import hmac
+from collections.abc import Callable
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -22,6 +23,10 @@ DEVICE_ID_LENGTH = 10
 DEVICE_URN_PREFIX = "urn:tenantcard:device:"
 MIN_CHALLENGE = 16
 MAX_CHALLENGE = 64
+# The challenge of a login (the identity provider asks it, the operator checks the proof later): the 8-byte
+# big-endian UNIX time it was made at, then random bytes, so that a stale proof can be told from a fresh one.
+LOGIN_CHALLENGE_LENGTH = 32
+LOGIN_TIMESTAMP_LENGTH = 8
 
 
 class IdentityError(Exception):
@@ -33,6 +38,20 @@ def _check_challenge(device_id: bytes, challenge: bytes) -> None:
         raise IdentityError("device id must be 10 bytes")
     if not MIN_CHALLENGE <= len(challenge) <= MAX_CHALLENGE:
         raise IdentityError("challenge must be 16..64 bytes")
+
+
+def login_challenge(now: float, random_bytes: Callable[[int], bytes]) -> bytes:
+    """A fresh login challenge made at ``now`` (UNIX seconds)."""
+    return int(now).to_bytes(LOGIN_TIMESTAMP_LENGTH, "big") + random_bytes(
+        LOGIN_CHALLENGE_LENGTH - LOGIN_TIMESTAMP_LENGTH
+    )
+
+
+def login_challenge_time(challenge: bytes) -> int | None:
+    """When a login challenge was made (UNIX seconds); None when it is not one."""
+    if len(challenge) != LOGIN_CHALLENGE_LENGTH:
+        return None
+    return int.from_bytes(challenge[:LOGIN_TIMESTAMP_LENGTH], "big")
 
 
 def device_auth_message(device_id: bytes, challenge: bytes) -> bytes:
@@ -102,6 +121,22 @@ def _name(common_name: str, serial: str | None = None) -> x509.Name:
     return x509.Name(attrs)
 
 
+def _key_usage(*granted: str) -> x509.KeyUsage:
+    """RFC 5280 §4.2.1.3 keyUsage with only the ``granted`` bits set."""
+    bits = (
+        "digital_signature",
+        "content_commitment",
+        "key_encipherment",
+        "data_encipherment",
+        "key_agreement",
+        "key_cert_sign",
+        "crl_sign",
+        "encipher_only",
+        "decipher_only",
+    )
+    return x509.KeyUsage(**{bit: bit in granted for bit in bits})
+
+
 def make_ca(
     name: str,
     key: ec.EllipticCurvePrivateKey,
@@ -123,17 +158,7 @@ def make_ca(
         .not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            _key_usage("key_cert_sign", "crl_sign"),
             critical=True,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
@@ -166,17 +191,7 @@ def issue_device_certificate(
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            _key_usage("digital_signature"),
             critical=True,
         )
         .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)

@@ -30,6 +30,7 @@ from tenantcard.wire.errors import WireError
 from tenantcard.wire.gp import GetStatusP1, Ins, container_aid
 from tenantcard.wire.sw import SW, ApduError
 from tenantcard.wire.tenant import (
+    MAX_OBJECT_NAME,
     Access,
     ContainerStatus,
     DataObject,
@@ -55,6 +56,7 @@ CORE_INS = frozenset(
 
 
 _FCI: dict[bytes, bytes] = {}  # SELECT answer per container AID (GP 2.3.1 §11.9.3.1), built once
+_RIGHTS: dict[tuple[bool, bool, int], Rights] = {}  # the few distinct (immutable) Rights, built once each
 
 
 class DataObjects:
@@ -142,8 +144,11 @@ class ContainerApp(SecurityDomainApp):
 
     @property
     def rights(self) -> Rights:
-        provider = self.authenticated and self.session_role == KeyRole.PROVIDER
-        return Rights(provider=provider, holder=self.holder_verified, security_level=self.level)
+        key = (self.authenticated and self.session_role == KeyRole.PROVIDER, self.holder_verified, self.level)
+        rights = _RIGHTS.get(key)
+        if rights is None:
+            rights = _RIGHTS[key] = Rights(provider=key[0], holder=key[1], security_level=key[2])
+        return rights
 
     def objects(self) -> ContainerObjects:
         return self._objects
@@ -245,8 +250,11 @@ class ContainerApp(SecurityDomainApp):
         return ResponseApdu.of(SW.OK)
 
     def _object_name(self, cmd: CommandApdu) -> bytes:
+        data = cmd.data
+        if 3 <= len(data) <= 2 + MAX_OBJECT_NAME and data[0] == 0x80 and data[1] == len(data) - 2:
+            return data[2:]  # 80 L name, short length: what parse_object_name_query accepts, without the parser
         try:
-            return parse_object_name_query(cmd.data)
+            return parse_object_name_query(data)
         except WireError as exc:
             raise ApduError(SW.INCORRECT_DATA, "expected 80 <object name>") from exc
 

@@ -22,8 +22,8 @@ from tenantcard.device.errors import DeviceError, StoreError
 from tenantcard.device.functions.base import ContainerFunction
 from tenantcard.device.functions.registry import load_functions
 from tenantcard.device.isd import IsdApp
-from tenantcard.keyvault import KeyVault
 from tenantcard.device.store import Store
+from tenantcard.keyvault import KeyVault
 from tenantcard.wire.apdu import CLA_CHAINING, MAX_EXTENDED_LC, CommandApdu, ResponseApdu
 from tenantcard.wire.errors import WireError
 from tenantcard.wire.gp import ISD_AID, Ins, container_aid, container_index

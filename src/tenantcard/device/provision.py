@@ -22,8 +22,8 @@ from tenantcard.crypto.identity import DEVICE_ID_LENGTH, issue_device_certificat
 from tenantcard.crypto.scp03 import StaticKeys
 from tenantcard.device.domain import MAX_AUTH_TRIES, encode_keys
 from tenantcard.device.errors import StoreError
-from tenantcard.keyvault import KeyVault
 from tenantcard.device.store import DEFAULT_CAPACITY, ISD_OWNER, KeyRole, Store
+from tenantcard.keyvault import KeyVault
 
 DEFAULT_QUOTA = 64 * 1024
 GP_TEST_KEY = bytes(range(0x40, 0x50))

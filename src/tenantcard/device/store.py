@@ -3,9 +3,10 @@
 * WAL journal, ``synchronous=FULL``: a command's transaction is durable once ``transaction()`` returns, so an
   answered 9000 survives power loss (invariant 6). Schema versioned by ``PRAGMA user_version``.
 * A command's write transaction begins at its first write (``BEGIN IMMEDIATE``) and commits when the command
-  ends: a command that changes nothing takes no write lock, writes nothing and syncs nothing. Its reads before
-  that need no transaction of their own: the device lock serializes commands and the device's connection is
-  the store's only writer (a commit by any other connection is detected at the next write, which is refused).
+  ends: a command that changes nothing takes no lock beyond its reads', writes nothing and syncs nothing. Its
+  reads need no transaction of their own: the device lock serializes commands and the device's connection is
+  meant to be the store's only writer. A commit by any other connection is detected at the device's next
+  write, which is refused (6581) with nothing written, and drops every cached value.
 * What every command reads (container rows, key set versions, unsealed container keys, key sets, device
   values) is cached in memory and kept exact by the write path: each method that changes a row updates or
   drops its cached copy, and a rollback drops them all. No cached value expires by time; no object value is
@@ -32,8 +33,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from tenantcard.device.errors import StoreError
-from tenantcard.keyvault import KeyVaultError
-from tenantcard.keyvault import KeyVault
+from tenantcard.keyvault import KeyVault, KeyVaultError
 from tenantcard.wire.sw import SW, ApduError
 
 SCHEMA_VERSION = 1
@@ -41,6 +41,7 @@ NONCE = 12
 ISD_OWNER = -1
 DEFAULT_CAPACITY = 1 << 20  # total non-volatile memory of a software device, bytes
 OBJECT_OVERHEAD = 16  # bytes accounted per stored object beyond kind, name and value
+_MAX_CACHED_IDS = 1024  # object-name ids kept per container key
 
 _SCHEMA = """
 CREATE TABLE meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -130,17 +131,20 @@ def _unseal(key: bytes | AESGCM, blob: bytes, aad: bytes) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class _ContainerKey:
-    """An unsealed container key with what is derived from it once: its AEAD and its name-hashing key."""
+    """An unsealed container key with what is derived from it: its AEAD, and the ids (HMACs under it) of the
+    object names looked up lately. They live and die with this key (replaced on authorization, dropped on
+    revocation or rollback)."""
 
     key: bytes
     aead: AESGCM
+    ids: dict[tuple[str, bytes], bytes]
 
     def __repr__(self) -> str:
         return "_ContainerKey(...)"
 
     @classmethod
     def of(cls, key: bytes) -> _ContainerKey:
-        return cls(key, AESGCM(key))
+        return cls(key, AESGCM(key), {})
 
 
 class _Transaction:
@@ -173,7 +177,7 @@ class Store:
         self._closed = False
         # Caches of committed (or this transaction's) state; see the module docstring.
         self._container_keys: dict[int, _ContainerKey] = {}
-        self._rows: dict[int, ContainerRow | None] = {}
+        self._rows: dict[int, ContainerRow] = {}
         self._keysets: dict[int, KeySetRow | None] = {}
         self._versions: dict[int, int | None] = {}
         self._meta: dict[str, bytes | None] = {}
@@ -287,13 +291,13 @@ class Store:
         self._in_tx = False
         conn = self._conn
         if not conn.in_transaction:
-            return
+            return  # the command wrote nothing: nothing to commit
         if failed:
             self._forget()
             conn.execute("ROLLBACK")
             return
         try:
-            conn.execute("COMMIT")
+            conn.execute("COMMIT")  # durable before the answer leaves: WAL, synchronous=FULL
         except sqlite3.Error:
             self._forget()
             if conn.in_transaction:
@@ -330,13 +334,13 @@ class Store:
         result = self._conn.execute("PRAGMA integrity_check").fetchone()[0]
         if result != "ok":
             raise StoreError("store integrity check failed")
+        self._forget()  # every sealed record below is read and opened again, none comes from a cache
         self.get_secret("identity_key")
         self.keyset(ISD_OWNER)
         for row in self.containers():
             if row.state != ContainerState.AVAILABLE:
                 self.keyset(row.index)
             if self._conn.execute("SELECT sealed_key FROM containers WHERE idx = ?", (row.index,)).fetchone()[0]:
-                self._container_keys.pop(row.index, None)  # unseal it again from the row
                 key = self._container_key(row.index).aead
                 for obj_id, sealed in self._conn.execute(
                     "SELECT id, sealed FROM objects WHERE idx = ?", (row.index,)
@@ -406,8 +410,9 @@ class Store:
             " COALESCE((SELECT SUM(size) FROM objects o WHERE o.idx = c.idx), 0) FROM containers c WHERE c.idx = ?",
             (index,),
         ).fetchone()
-        row = None if r is None else self._row(r)
-        self._rows[index] = row
+        if r is None:
+            return None  # not cached: the indexes asked for are the peer's choice
+        row = self._rows[index] = self._row(r)
         return row
 
     @staticmethod
@@ -550,10 +555,17 @@ class Store:
         return ContainerObjects(self, index)
 
     def _object_id(self, index: int, kind: str, name: bytes) -> bytes:
-        key = self._container_key(index).key
-        kind_b = kind.encode()
-        obj_id = hmac.digest(key, b"object\x00" + struct.pack(">H", len(kind_b)) + kind_b + name, "sha256")
-        return obj_id[:16]
+        ckey = self._container_key(index)
+        obj_id = ckey.ids.get((kind, name))
+        if obj_id is None:
+            kind_b = kind.encode()
+            obj_id = hmac.digest(ckey.key, b"object\x00" + struct.pack(">H", len(kind_b)) + kind_b + name, "sha256")[
+                :16
+            ]
+            if len(ckey.ids) >= _MAX_CACHED_IDS:
+                ckey.ids.clear()
+            ckey.ids[(kind, name)] = obj_id
+        return obj_id
 
     def _kind_id(self, index: int, kind: str) -> bytes:
         return hmac.digest(self._container_key(index).key, b"kind\x00" + kind.encode(), "sha256")[:16]

@@ -8,6 +8,7 @@ from cryptography import x509
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -31,7 +32,9 @@ from tenantcard.idp.oidc.routes import router
 from tenantcard.idp.oidc.server import IdpServer
 from tenantcard.idp.oidc.service import OidcService
 from tenantcard.idp.oidc.tokens import TokenIssuer
-from tenantcard.idp.settings import IdpSettings
+from tenantcard.idp.sealing import VaultRequired, secret_aad
+from tenantcard.idp.settings import IdpSettings, resolve_vault_uri
+from tenantcard.keyvault import KeyVault, KeyVaultError, open_vault
 
 PAIRWISE_SECRET = "pairwise-subject-key"
 
@@ -43,11 +46,45 @@ class ConfigurationError(IdpError):
     """The settings do not describe a runnable identity provider."""
 
 
-def _pairwise_secret(repository: IdpRepository, random_bytes: RandomBytes) -> bytes:
+def open_idp_vault(settings: IdpSettings) -> KeyVault:
+    """The key vault whose master key seals the signing keys and the pairwise secret."""
     try:
-        return repository.get_or_create_secret(PAIRWISE_SECRET, random_bytes(32))
+        return open_vault(resolve_vault_uri(settings))
+    except (KeyVaultError, ValueError) as exc:
+        raise ConfigurationError(f"key vault unavailable: {exc}") from exc
+
+
+def open_database(settings: IdpSettings, vault: KeyVault) -> Engine:
+    """The engine of the settings' database, upgraded to the newest schema when ``migrate_on_start``."""
+    engine = make_engine(settings.db_url)
+    if settings.migrate_on_start:
+        try:
+            upgrade(engine, vault)
+        except VaultRequired as exc:
+            raise ConfigurationError(str(exc)) from exc
+    return engine
+
+
+def _pairwise_secret(repository: IdpRepository, vault: KeyVault, random_bytes: RandomBytes) -> bytes:
+    aad = secret_aad(PAIRWISE_SECRET)
+    try:
+        sealed = repository.get_or_create_secret(PAIRWISE_SECRET, vault.seal(random_bytes(32), aad))
     except IntegrityError:  # another process created it first
-        return repository.get_or_create_secret(PAIRWISE_SECRET, random_bytes(32))
+        sealed = repository.get_or_create_secret(PAIRWISE_SECRET, vault.seal(random_bytes(32), aad))
+    return vault.unseal(sealed, aad)
+
+
+def _unseal_at_start(repository: IdpRepository, keys: KeyService, random_bytes: RandomBytes, vault: KeyVault) -> bytes:
+    """Open the active signing key and the pairwise secret now, so a wrong vault stops the start, not a login."""
+    try:
+        keys.ensure_key()
+        keys.signing_key()
+        return _pairwise_secret(repository, vault, random_bytes)
+    except KeyVaultError as exc:
+        raise ConfigurationError(
+            "the key vault does not open this database's sealed keys (is it the vault the database was "
+            f"created with?): {exc}"
+        ) from exc
 
 
 def load_root_ca(settings: IdpSettings) -> x509.Certificate:
@@ -76,17 +113,16 @@ def create_app(
 ) -> FastAPI:
     """Build the identity provider. ``directory``, ``root_ca`` and ``login_methods`` default to what the
     settings describe (the operator's HTTP directory, the CA PEM file, the device login method)."""
-    engine = make_engine(settings.db_url)
-    if settings.migrate_on_start:
-        upgrade(engine)
+    vault = open_idp_vault(settings)
+    engine = open_database(settings, vault)
     repository = IdpRepository(engine)
-    keys = KeyService(repository, clock, settings.id_token_lifetime_seconds)
-    keys.ensure_key()
+    keys = KeyService(repository, vault, clock, settings.id_token_lifetime_seconds)
+    pairwise_secret = _unseal_at_start(repository, keys, random_bytes, vault)
     issuer = settings.issuer.rstrip("/")
     tokens = TokenIssuer(
         issuer,
         keys,
-        _pairwise_secret(repository, random_bytes),
+        pairwise_secret,
         settings.id_token_lifetime_seconds,
         clock,
         random_bytes,

@@ -29,8 +29,11 @@ class RegisteredClient:
 
 @dataclass(frozen=True)
 class SigningKey:
+    """A signing key as stored: the public JWK, and the private JWK sealed by the key vault."""
+
     kid: str
-    private_jwk: dict[str, str]
+    public_jwk: dict[str, str]
+    private_sealed: bytes
     created_at: int
     retired_at: int | None
     publish_until: int | None

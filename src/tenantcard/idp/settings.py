@@ -1,25 +1,31 @@
-"""Identity provider settings: pydantic-settings, built by the caller and handed to ``create_app(settings)``.
-
-Sources, highest first: constructor arguments, environment variables ``TENANTCARD_IDP_*``, a TOML file named by
-``toml_file`` (the CLI's ``--config``), defaults.
-"""
+"""Identity provider settings: environment variables ``TENANTCARD_IDP_*``, a TOML file (the CLI's ``--config``),
+arguments; their order and loading are those of every service (``tenantcard.settings``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+from pydantic_settings import SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+from tenantcard.settings import ServiceSettings
 
 
-class IdpSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TENANTCARD_IDP_", extra="forbid", frozen=True)
+class IdpSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="TENANTCARD_IDP_")
 
     issuer: str = Field(default="http://127.0.0.1:8600", description="Issuer URL (iss); also the endpoints' base")
     db_url: str = Field(default="sqlite:///idp.db", description="SQLAlchemy URL (sqlite:/// or postgresql+psycopg://)")
     operator_url: str | None = Field(default=None, description="Operator service base URL (device directory)")
-    operator_token: SecretStr | None = Field(default=None, description="Bearer credential for the operator directory")
+    operator_token: SecretStr | None = Field(
+        default=None, description="The IdP credential the operator issued (tenantcard operator idp register)"
+    )
+    vault_uri: str | None = Field(
+        default=None,
+        description="Key vault (file:PATH or pkcs11:...) whose master key seals the signing keys and the "
+        "pairwise-subject secret; default: a 0600 file next to the SQLite database",
+    )
     operator_ca_pem: Path | None = Field(
         default=None, description="Operator root CA certificate (PEM); fetched from the operator when absent"
     )
@@ -32,26 +38,18 @@ class IdpSettings(BaseSettings):
     )
     default_login_method: str = "device"
     migrate_on_start: bool = True
-    toml_file: Path | None = Field(default=None, exclude=True)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        values: dict[str, Any] = init_settings()
-        toml = values.get("toml_file")
-        if toml:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(toml)))
-        return tuple(sources)
 
 
-def load_settings(config: Path | None = None, **overrides: Any) -> IdpSettings:
-    """Settings from ``config`` (TOML), the environment and ``overrides`` (None values are ignored)."""
-    given = {k: v for k, v in overrides.items() if v is not None}
-    return IdpSettings(toml_file=config, **given)
+def resolve_vault_uri(settings: IdpSettings) -> str:
+    """The vault URI of ``settings``: ``vault_uri`` if given, else ``file:<database>.master.key`` beside a SQLite
+    database file. An in-memory or server database has no "beside": it needs an explicit ``vault_uri``."""
+    if settings.vault_uri:
+        return settings.vault_uri
+    url = make_url(settings.db_url)
+    database = url.database
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        raise ValueError("vault_uri is required unless the database is a SQLite file")
+    return "file:" + str(Path(database).with_name(Path(database).name + ".master.key"))
+
+
+load_settings = IdpSettings.load

@@ -1,25 +1,18 @@
-"""Operator settings: pydantic-settings, built by the caller and handed to ``create_app(settings)``.
-
-Sources, highest first: constructor arguments, environment variables ``TENANTCARD_OPERATOR_*``, a TOML file
-named by ``toml_file`` (the CLI's ``--config``), defaults.
-"""
+"""Operator settings: environment variables ``TENANTCARD_OPERATOR_*``, a TOML file (the CLI's ``--config``),
+arguments; their order and loading are those of every service (``tenantcard.settings``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from pydantic import Field, SecretStr
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
+from pydantic_settings import SettingsConfigDict
+
+from tenantcard.settings import ServiceSettings
 
 
-class OperatorSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TENANTCARD_OPERATOR_", extra="forbid", frozen=True)
+class OperatorSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="TENANTCARD_OPERATOR_")
 
     db_url: str = Field(
         default="sqlite:///operator.db", description="SQLAlchemy URL (sqlite:/// or postgresql+psycopg://)"
@@ -38,6 +31,9 @@ class OperatorSettings(BaseSettings):
     consent_max_attempts: int = Field(default=5, ge=1)
     auth_failure_limit: int = Field(default=10, ge=1, description="Credential failures per source and window")
     auth_failure_window_seconds: float = Field(default=60.0, gt=0)
+    idp_proof_window_seconds: float = Field(
+        default=300.0, gt=0, le=3600, description="Age limit of the device login proof an identity provider shows"
+    )
     device_timeout_seconds: float = Field(default=5.0, gt=0)
     device_lock_seconds: float = Field(default=60.0, gt=0, description="Lease of the per-device operation lock")
     device_lock_wait_seconds: float = Field(default=10.0, ge=0)
@@ -49,31 +45,6 @@ class OperatorSettings(BaseSettings):
     sweep_seconds: float = Field(default=30.0, gt=0, description="Period of the expired-authorization sweep")
     run_workers: bool = Field(default=True, description="Run the job runner and sweep in this process")
     migrate_on_start: bool = True
-    toml_file: Path | None = Field(default=None, exclude=True)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        toml = _toml_path(init_settings)
-        if toml is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
-        return tuple(sources)
 
 
-def _toml_path(init_settings: PydanticBaseSettingsSource) -> Path | None:
-    values: dict[str, Any] = init_settings()
-    raw = values.get("toml_file")
-    return Path(raw) if raw else None
-
-
-def load_settings(config: Path | None = None, **overrides: Any) -> OperatorSettings:
-    """Settings from ``config`` (TOML), the environment and ``overrides`` (None values are ignored)."""
-    given = {k: v for k, v in overrides.items() if v is not None}
-    return OperatorSettings(toml_file=config, **given)
+load_settings = OperatorSettings.load

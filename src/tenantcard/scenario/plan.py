@@ -29,6 +29,7 @@ def build_plan(world: World, tenants: Sequence[Tenant]) -> list[Step]:
         steps.append(Step(P0, t.key, "contract with the operator", t.contract, needs=(OPERATOR,)))
     for t in tenants:
         steps.append(Step(P0, t.key, "register at the identity provider", t.register_at_idp, needs=(OPERATOR,)))
+    steps.append(Step(P0, IDP, "register at the operator", world.register_idp, needs=(OPERATOR,)))
     steps.append(Step(P0, IDP, "start the identity provider", world.start_idp, needs=(OPERATOR,)))
 
     for t in tenants:  # phase 1, seed Fig. 2

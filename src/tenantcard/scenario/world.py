@@ -2,9 +2,10 @@
 servers, the operator's staff API, the holder. Each public method is one step of the plan and returns its
 detail line.
 
-Secrets of the run (the staff credential, the holder's credential and PIN) live in this process's memory; the
-staff credential reaches the operator as a 0600 file and the identity provider through its environment, never
-on a command line, in the trace or on the screen.
+Secrets of the run (the staff credential, the identity provider's and the holder's credentials, the holder's
+PIN) live in this process's memory; the staff credential reaches the operator as a 0600 file, the identity
+provider's credential its server through the environment; none is ever on a command line, in the trace or on
+the screen.
 """
 
 from __future__ import annotations
@@ -144,6 +145,7 @@ class World:
         self.holder_pin = holder_pin
         self._staff_credential = secrets.token_urlsafe(32)
         self._holder_credential = ""
+        self._idp_credential = ""
         self.operator_url = ""
         self.issuer = ""
         self.device_id = ""
@@ -282,6 +284,13 @@ class World:
                 )
             )
 
+    def register_idp(self) -> str:
+        """The operator's device directory answers the identity provider under a credential of its own, which
+        reaches only the ``/v1/idp/...`` routes (resolve a device handle, register a pointer)."""
+        idp = self.staff.call("POST", "/v1/admin/idps", {"name": "Demo IdP"})
+        self._idp_credential = idp["credential"]
+        return f"identity provider {idp['id']} registered at the operator; its credential stays in memory"
+
     def start_idp(self) -> str:
         """``tenantcard idp serve --config idp.toml``; its operator credential comes through the environment.
         The issuer URL names its port before the server starts: should another process take that port
@@ -292,7 +301,7 @@ class World:
                 "idp",
                 ("idp", "serve", "--config", str(self.idp_toml), "--listen", self.issuer.removeprefix("http://")),
                 address=self.issuer,
-                env={"TENANTCARD_IDP_OPERATOR_TOKEN": self._staff_credential},
+                env={"TENANTCARD_IDP_OPERATOR_TOKEN": self._idp_credential},
                 probe=lambda url: url + "/.well-known/openid-configuration",
             )
             try:

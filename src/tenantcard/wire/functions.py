@@ -10,7 +10,7 @@ from enum import IntEnum
 
 from tenantcard.wire.errors import WireError
 from tenantcard.wire.tenant import Access
-from tenantcard.wire.tlv import Tlv, as_dict, encode_all, iter_tlvs
+from tenantcard.wire.tlv import Tlv, as_dict, encode_all, iter_tlvs, template_fields
 
 MAX_CREDENTIAL_NAME = 64
 MAX_SECRET = 128
@@ -270,9 +270,7 @@ class CredentialEntry:
     def parse_list(cls, data: bytes) -> list[CredentialEntry]:
         out = []
         for tlv in iter_tlvs(data):
-            if tlv.tag != FnTag.CREDENTIAL:
-                raise WireError("not a credential entry")
-            f = as_dict(tlv.value)
+            f = template_fields(tlv, FnTag.CREDENTIAL, "a credential entry")
             kind, alg, digits = _byte(f, FnTag.KIND, "kind"), _byte(f, FnTag.ALGORITHM, "alg"), f.get(FnTag.DIGITS)
             if kind not in {k.value for k in CredentialKind} or alg not in {a.value for a in OathAlgorithm}:
                 raise WireError("bad credential entry")
@@ -418,9 +416,7 @@ class KeyEntry:
     def parse_list(cls, data: bytes) -> list[KeyEntry]:
         out = []
         for tlv in iter_tlvs(data):
-            if tlv.tag != FnTag.KEY_ENTRY:
-                raise WireError("not a key entry")
-            f = as_dict(tlv.value)
+            f = template_fields(tlv, FnTag.KEY_ENTRY, "a key entry")
             slot, alg = _byte(f, FnTag.SLOT, "slot"), _byte(f, FnTag.ALGORITHM, "algorithm")
             cert = _byte(f, FnTag.HAS_CERTIFICATE, "certificate flag")
             if slot is None or alg not in {a.value for a in KeyAlgorithm} or cert is None:

@@ -9,7 +9,7 @@ from enum import IntEnum
 
 from tenantcard.wire.errors import WireError
 from tenantcard.wire.gp import ISD_AID, LifeCycle, container_index
-from tenantcard.wire.tlv import Tlv, as_dict, encode_all, iter_tlvs
+from tenantcard.wire.tlv import Tlv, encode_all, iter_tlvs, template_fields
 
 MAX_PROVIDER_ID = 64
 MAX_OBJECT_NAME = 64
@@ -90,10 +90,7 @@ class Authorization:
 
     @classmethod
     def parse(cls, data: bytes) -> Authorization:
-        outer = Tlv.parse(data)
-        if outer.tag != Tag.AUTHORIZATION:
-            raise WireError("not an authorization template")
-        fields = as_dict(outer.value)
+        fields = template_fields(Tlv.parse(data), Tag.AUTHORIZATION, "an authorization template")
         try:
             pid_raw, exp, key_data = (
                 fields[AuthorizationTag.PROVIDER_ID],
@@ -138,9 +135,7 @@ class DataObject:
 
     @classmethod
     def from_tlv(cls, tlv: Tlv) -> DataObject:
-        if tlv.tag != Tag.DATA_OBJECT:
-            raise WireError("not a data object template")
-        fields = as_dict(tlv.value)
+        fields = template_fields(tlv, Tag.DATA_OBJECT, "a data object template")
         name = fields.get(ObjectTag.NAME, b"")
         access = fields.get(ObjectTag.ACCESS, b"")
         if not 1 <= len(name) <= MAX_OBJECT_NAME or len(access) != 1 or access[0] > max(Access):
@@ -214,9 +209,7 @@ class ContainerInfo:
 
     @classmethod
     def from_tlv(cls, tlv: Tlv) -> ContainerInfo:
-        if tlv.tag != Tag.GS_ENTRY:
-            raise WireError("not a GET STATUS E3 entry")
-        fields = as_dict(tlv.value)
+        fields = template_fields(tlv, Tag.GS_ENTRY, "a GET STATUS E3 entry")
         aid = fields.get(Tag.GS_AID, b"")
         lc = fields.get(Tag.GS_LIFECYCLE, b"")
         if not 5 <= len(aid) <= 16 or len(lc) != 1:
@@ -264,10 +257,7 @@ class ContainerStatus:
 
     @classmethod
     def parse(cls, data: bytes) -> ContainerStatus:
-        outer = Tlv.parse(data)
-        if outer.tag != Tag.CONTAINER_STATUS:
-            raise WireError("not a container status template")
-        f = as_dict(outer.value)
+        f = template_fields(Tlv.parse(data), Tag.CONTAINER_STATUS, "a container status template")
         try:
             aid, lc, quota, used, pin = (
                 f[Tag.GS_AID],

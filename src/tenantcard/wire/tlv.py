@@ -154,3 +154,10 @@ def as_dict(buf: bytes) -> dict[int, bytes]:
             raise WireError(f"tag {t.tag:X} repeated")
         out[t.tag] = t.value
     return out
+
+
+def template_fields(tlv: Tlv, tag: int, what: str) -> dict[int, bytes]:
+    """The fields (``as_dict``) of a template that must have ``tag``; else WireError "not ``what``"."""
+    if tlv.tag != tag:
+        raise WireError(f"not {what}")
+    return as_dict(tlv.value)

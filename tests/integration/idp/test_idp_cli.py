@@ -51,6 +51,22 @@ def test_serve_without_an_operator_is_a_clean_error(tmp_path: Path) -> None:
     assert result.exit_code != 0 and "operator" in result.output
 
 
+def test_serve_with_a_wrong_vault_is_a_clean_error(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'idp.db'}"
+    runner = CliRunner()
+    right, wrong = f"file:{tmp_path / 'right.key'}", f"file:{tmp_path / 'wrong.key'}"
+    assert runner.invoke(cli, ["idp", "keys", "rotate", "--db", db, "--vault", right]).exit_code == 0
+    assert not (tmp_path / "idp.db.master.key").exists()  # the explicit vault, not the default beside the database
+    served = runner.invoke(
+        cli,
+        ["idp", "serve", "--db", db, "--vault", wrong, "--operator", "http://127.0.0.1:9", "--listen", "127.0.0.1:0"],
+    )
+    assert served.exit_code == 1 and "Traceback" not in served.output
+    assert "key vault does not open this database's sealed keys" in served.output
+    listed = runner.invoke(cli, ["idp", "keys", "list", "--db", db, "--vault", right])
+    assert listed.exit_code == 0 and listed.output.count("active") == 1
+
+
 def test_serve_answers_discovery(tmp_path: Path) -> None:
     import socket
     import subprocess

@@ -54,7 +54,8 @@ def live(tmp_path: Path, postgres_url: str) -> Iterator[LiveIdp]:
     with running_device(tmp_path, ca) as device, bound_socket() as (sock, issuer):
         directory = InMemoryDirectory()
         directory.statuses[device.device_id] = DeviceStatus.ACTIVE
-        app = create_app(IdpSettings(issuer=issuer, db_url=postgres_url), directory=directory, root_ca=ca.cert)
+        settings = IdpSettings(issuer=issuer, db_url=postgres_url, vault_uri=f"file:{tmp_path / 'idp.master.key'}")
+        app = create_app(settings, directory=directory, root_ca=ca.cert)
         clients: ClientService = app.state.clients
         bank = clients.register("Bank", [REDIRECT_A])
         mail = clients.register("Mail", [REDIRECT_B])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import schemathesis
@@ -13,8 +15,14 @@ from tenantcard.idp.oidc.clients import ClientService
 from tenantcard.idp.settings import IdpSettings
 
 # One app on an in-memory SQLite database for the whole module (schemathesis builds its tests at collection).
+_vault_dir = tempfile.TemporaryDirectory()
 _app = create_app(
-    IdpSettings(issuer="http://127.0.0.1:8600", db_url="sqlite://", device_timeout_seconds=1),
+    IdpSettings(
+        issuer="http://127.0.0.1:8600",
+        db_url="sqlite://",
+        vault_uri=f"file:{Path(_vault_dir.name) / 'idp.master.key'}",
+        device_timeout_seconds=1,
+    ),
     directory=InMemoryDirectory(),
     root_ca=new_ca().cert,
 )

@@ -16,7 +16,7 @@ from authlib.integrations.httpx_client import OAuth2Client
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import SecretStr
-from tests.integration.operator.conftest import ADMIN, LiveOperator, manufacture, operator_settings, wait_job
+from tests.integration.operator.conftest import LiveOperator, manufacture, operator_settings, wait_job
 from tests.unit.idp.idp_support import bound_socket, serve_http
 
 from tenantcard.client.container import ContainerSession
@@ -88,13 +88,19 @@ def test_phase_two_with_the_real_operator(operator: LiveOperator, tmp_path: Path
         linked = admin.post(f"/v1/admin/holders/{holder['id']}/devices", json={"device_id": dev.device_id})
         assert linked.status_code == 204
 
+        # The IdP gets its own credential role from the operator's staff (not the staff credential).
+        registered = admin.post("/v1/admin/idps", json={"name": "Main IdP"})
+        assert registered.status_code == 201, registered.text
+        idp_credential = registered.json()["credential"]
+        assert idp_credential.startswith("tci_")
+
         with bound_socket() as (sock, issuer):
             # The IdP's directory is the operator: no CA file, it is fetched from GET /v1/ca.
             settings = IdpSettings(
                 issuer=issuer,
                 db_url=f"sqlite:///{tmp_path / 'idp.db'}",
                 operator_url=operator.url,
-                operator_token=SecretStr(ADMIN),
+                operator_token=SecretStr(idp_credential),
             )
             idp_app = create_app(settings)
             clients: ClientService = idp_app.state.clients
@@ -126,6 +132,15 @@ def test_phase_two_with_the_real_operator(operator: LiveOperator, tmp_path: Path
                     contract.json()["id"], idp_pointer=token.sub
                 )
                 assert by_pointer.bundle is not None and by_pointer.bundle.device_id.lower() == dev.device_id
+
+                # The IdP registered that pointer under its own role, with the device's proof, and resolves it.
+                pointer_added = admin.get("/v1/admin/audit", params={"subject": dev.device_id, "limit": 1000}).json()
+                actors = {e["actor"] for e in pointer_added if e["action"] == "device.pointer_added"}
+                assert actors == {f"idp:{registered.json()['id']}"}
+                with operator.client(idp_credential) as as_idp:
+                    resolved = as_idp.post("/v1/idp/resolve", json={"handle": token.sub})
+                    assert resolved.status_code == 200, resolved.text
+                    assert resolved.json() == {"device_id": dev.device_id, "address": dev.address, "status": "active"}
 
                 # Phase 3: the holder reports the device lost; it can no longer log in.
                 lost = operator.client(holder["credential"]).post(f"/v1/holder/devices/{dev.device_id}/lost")

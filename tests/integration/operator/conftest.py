@@ -14,8 +14,8 @@ import httpx
 import pytest
 import uvicorn
 
-from tenantcard.keyvault import open_vault
 from tenantcard.device.os import Device
+from tenantcard.keyvault import open_vault
 from tenantcard.operator.app import create_app
 from tenantcard.operator.settings import OperatorSettings
 from tenantcard.transport.tcp_server import DeviceServerThread

@@ -20,40 +20,25 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from tests.integration.pcsc.vpcd import claim_ports, reader_name
+from tests.integration.pcsc.vpcd import OPENSC_CONF, claim_ports, reader_name
 
 from tenantcard.cli.device import pcsc_exposures
 from tenantcard.client.container import ContainerSession
 from tenantcard.client.isd import IsdSession
 from tenantcard.client.piv import PivProvisioner
 from tenantcard.crypto.scp03 import StaticKeys
-from tenantcard.keyvault import FileKeyVault
 from tenantcard.device.os import Device
 from tenantcard.device.provision import create_device_store, dev_spec, gp_test_keys
+from tenantcard.keyvault import FileKeyVault
 from tenantcard.transport.base import LocalConnection
 from tenantcard.transport.pcsc_bridge import BridgeSet
 from tenantcard.transport.pcsc_client import wait_for_card, wait_for_removal
 from tenantcard.wire.gp import container_aid
 from tenantcard.wire.piv import KeyRef
 
-OPENSC_MODULE = "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so"
 CARD_TIMEOUT = 8.0
 CONTAINERS = 3
 PIN = "123456"
-# No file cache (each run reads the cards as they are now); one PKCS#11 slot per reader, enough for the
-# machine's 12 vpcd slots (the default of 4 virtual slots per reader, 16 in all, covers only 4 readers).
-OPENSC_CONF = """app default {
-  framework pkcs15 {
-    use_file_caching = no;
-  }
-}
-app opensc-pkcs11 {
-  pkcs11 {
-    max_virtual_slots = 64;
-    slots_per_card = 1;
-  }
-}
-"""
 PUK = "12345678"
 
 

@@ -12,7 +12,6 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 from tests.integration.pcsc.conftest import (
     CARD_TIMEOUT,
-    OPENSC_MODULE,
     PIN,
     PUK,
     PivDevice,
@@ -20,6 +19,7 @@ from tests.integration.pcsc.conftest import (
     run_tool,
     take_over,
 )
+from tests.integration.pcsc.vpcd import OPENSC_MODULE
 
 from tenantcard.client.piv import PivError, PivHolder
 from tenantcard.transport.pcsc_client import PcscConnection, card_present, wait_for_card, wait_for_removal

@@ -1,4 +1,5 @@
-"""The test machine's vpcd reader slots: which reader name a port shows up as, and one claim per port.
+"""The test machine's PC/SC set-up: the vpcd reader slots (which reader name a port shows up as, one claim per
+port) and how OpenSC is configured to read the cards behind them.
 
 ``scripts/services`` names entry ``i`` "tenantcard vpcd i"; vpcd gives each entry two slots, ports P and
 P+1, which PC/SC names "<entry> 00 00" and "<entry> 00 01". A slot holds one card at a time, so a test
@@ -15,6 +16,22 @@ from pathlib import Path
 
 from tests.support.paths import REPO_ROOT
 from tests.support.services import vpcd_ports
+
+OPENSC_MODULE = "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so"
+# No file cache (each run reads the cards as they are now); one PKCS#11 slot per reader, enough for the
+# machine's 12 vpcd slots (the default of 4 virtual slots per reader, 16 in all, covers only 4 readers).
+OPENSC_CONF = """app default {
+  framework pkcs15 {
+    use_file_caching = no;
+  }
+}
+app opensc-pkcs11 {
+  pkcs11 {
+    max_virtual_slots = 64;
+    slots_per_card = 1;
+  }
+}
+"""
 
 
 def reader_name(port: int) -> str:

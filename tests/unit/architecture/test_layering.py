@@ -15,10 +15,11 @@ ALLOWED: dict[str, set[str]] = {
     "transport": {"wire"},
     "device": {"crypto", "wire", "keyvault"},
     "keyvault": set(),
+    "settings": set(),
     "client": {"crypto", "wire", "transport"},
     "provider": {"client", "crypto", "wire", "transport"},
-    "operator": {"client", "crypto", "wire", "transport", "keyvault"},
-    "idp": {"client", "crypto", "wire", "transport", "provider", "keyvault"},
+    "operator": {"client", "crypto", "wire", "transport", "keyvault", "settings"},
+    "idp": {"client", "crypto", "wire", "transport", "provider", "keyvault", "settings"},
 }
 # The factory step: manufacturing writes a device's first store (DESIGN.md "Manufacture").
 EXCEPTIONS = {("operator/services/manufacturing.py", "device")}

@@ -15,9 +15,9 @@ from tenantcard.client.isd import IsdSession, SessionError, check_put_key_respon
 from tenantcard.crypto.errors import SecureChannelError
 from tenantcard.crypto.identity import verify_device_auth
 from tenantcard.crypto.scp03 import StaticKeys
-from tenantcard.keyvault import FileKeyVault
 from tenantcard.device.os import Device
 from tenantcard.device.provision import DeviceSpec, create_device_store, dev_spec, gp_test_keys
+from tenantcard.keyvault import FileKeyVault
 from tenantcard.transport.base import LocalConnection
 from tenantcard.wire.gp import LifeCycle, container_aid
 from tenantcard.wire.sw import SW

@@ -11,9 +11,9 @@ import pytest
 from tests.unit.device.hostkit import Clock, Host, own
 
 from tenantcard.device.functions.base import FunctionContext
-from tenantcard.keyvault import FileKeyVault
 from tenantcard.device.os import Device
 from tenantcard.device.provision import ContainerSpec, DeviceSpec, create_device_store, dev_spec, gp_test_keys
+from tenantcard.keyvault import FileKeyVault
 from tenantcard.transport.base import LocalConnection
 from tenantcard.wire.apdu import CommandApdu, ResponseApdu
 from tenantcard.wire.gp import container_aid

@@ -12,8 +12,8 @@ from tests.unit.device.hostkit import Clock, Host, own
 
 from tenantcard.crypto.scp03 import StaticKeys
 from tenantcard.device.errors import DeviceError, StoreError
-from tenantcard.keyvault import FileKeyVault
 from tenantcard.device.os import ATR, Device
+from tenantcard.keyvault import FileKeyVault
 from tenantcard.wire.apdu import CommandApdu
 from tenantcard.wire.gp import ISD_AID, container_aid
 from tenantcard.wire.sw import SW

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 from tenantcard.device.functions.base import FunctionContext, Rights
 from tenantcard.device.functions.piv import KIND_STATE, STATE_NAME, PivFunction
-from tenantcard.keyvault import FileKeyVault
 from tenantcard.device.store import Store
+from tenantcard.keyvault import FileKeyVault
 from tenantcard.wire.apdu import CommandApdu, ResponseApdu
 from tenantcard.wire.piv import (
     PIV_AID,

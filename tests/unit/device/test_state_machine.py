@@ -18,10 +18,10 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from tests.unit.device.hostkit import Host
 
 from tenantcard.crypto.scp03 import StaticKeys
-from tenantcard.keyvault import FileKeyVault
 from tenantcard.device.os import Device
 from tenantcard.device.provision import create_device_store, dev_spec, gp_test_keys
 from tenantcard.device.store import ContainerState
+from tenantcard.keyvault import FileKeyVault
 from tenantcard.transport.base import LocalConnection
 from tenantcard.wire.gp import ISD_AID, container_aid
 from tenantcard.wire.sw import SW

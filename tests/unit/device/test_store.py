@@ -10,9 +10,9 @@ import pytest
 from tenantcard.crypto.scp03 import StaticKeys
 from tenantcard.device.domain import decode_keys, encode_keys
 from tenantcard.device.errors import StoreError
-from tenantcard.keyvault import FileKeyVault
 from tenantcard.device.provision import ContainerSpec, DeviceSpec, create_device_store, dev_spec
 from tenantcard.device.store import ISD_OWNER, ContainerState, KeyRole, Store
+from tenantcard.keyvault import FileKeyVault
 from tenantcard.wire.sw import SW, ApduError
 
 

@@ -13,10 +13,10 @@ from tests.unit.device.hostkit import Clock, Host, own
 
 from tenantcard.crypto.scp03 import StaticKeys
 from tenantcard.device.errors import StoreError
-from tenantcard.keyvault import FileKeyVault
 from tenantcard.device.os import Device
 from tenantcard.device.provision import gp_test_keys
 from tenantcard.device.store import ContainerState, KeyRole, Store
+from tenantcard.keyvault import FileKeyVault
 from tenantcard.transport.base import LocalConnection
 from tenantcard.wire.apdu import CommandApdu
 from tenantcard.wire.gp import container_aid

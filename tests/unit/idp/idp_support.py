@@ -19,11 +19,12 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from tenantcard.crypto.identity import issue_device_certificate, make_ca
-from tenantcard.keyvault import FileKeyVault
 from tenantcard.device.os import Device
 from tenantcard.device.provision import DeviceSpec, create_device_store, gp_test_keys
+from tenantcard.idp.login.base import DeviceProof
 from tenantcard.idp.login.directory import DeviceStatus, UnknownDeviceError
 from tenantcard.idp.oidc.clients import NewClient
+from tenantcard.keyvault import FileKeyVault
 from tenantcard.provider.oidc import OidcClient
 from tenantcard.transport.tcp_server import DeviceServerThread
 
@@ -73,6 +74,7 @@ class InMemoryDirectory:
         self.handles: dict[str, str] = {}
         self.statuses: dict[str, DeviceStatus] = {}
         self.pointers: dict[str, str] = {}  # pointer -> device id
+        self.proofs: dict[str, DeviceProof] = {}  # pointer -> the login proof shown with it
 
     def resolve(self, handle: str) -> str:
         try:
@@ -86,8 +88,9 @@ class InMemoryDirectory:
         except KeyError:
             raise UnknownDeviceError("unknown device") from None
 
-    def register_pointer(self, device_id: str, pointer: str) -> None:
+    def register_pointer(self, device_id: str, pointer: str, proof: DeviceProof) -> None:
         self.pointers[pointer] = device_id
+        self.proofs[pointer] = proof
 
 
 @dataclass(frozen=True)

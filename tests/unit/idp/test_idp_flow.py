@@ -13,6 +13,7 @@ from tests.unit.idp.idp_support import (
     ISSUER,
     REDIRECT_A,
     REDIRECT_B,
+    Ca,
     Idp,
     RunningDevice,
     authorize,
@@ -24,6 +25,7 @@ from tests.unit.idp.idp_support import (
 )
 
 from tenantcard.client.isd import IsdSession
+from tenantcard.crypto.identity import verify_device_auth
 from tenantcard.idp.login.directory import DeviceStatus
 from tenantcard.provider.oidc import TokenError, TokenFailure
 from tenantcard.transport.tcp_client import connect
@@ -131,10 +133,18 @@ def test_pairwise_subjects(idp: Idp, device: RunningDevice) -> None:
     assert subs["bank"] != subs["mail"]  # different across providers
 
 
-def test_the_pairwise_sub_names_the_device_for_that_client_only(idp: Idp, device: RunningDevice) -> None:
+def test_the_pairwise_sub_names_the_device_for_that_client_only(idp: Idp, device: RunningDevice, ca: Ca) -> None:
     request, query = _login(idp, idp.bank, device.address)
     bank_sub = idp.oidc_client(idp.bank).exchange(query["code"], query["state"], request).sub  # type: ignore[arg-type]
     assert idp.directory.pointers == {bank_sub: device.device_id}  # recorded at the operator once
+    # ... with the login's proof: a challenge opening with the login time, signed by the device
+    proof = idp.directory.proofs[bank_sub]
+    assert len(proof.challenge) == 32 and int.from_bytes(proof.challenge[:8], "big") == int(idp.clock.now)
+    with connect(device.address, timeout=5) as conn:
+        isd = IsdSession(conn)
+        isd.select()
+        chain = list(isd.get_certificates())
+    verify_device_auth(chain, ca.cert, bytes.fromhex(device.device_id), proof.challenge, proof.signature)
     # The provider logs the holder in again by the sub it holds; the device still proves itself.
     request, query = _login(idp, idp.bank, bank_sub)
     again = idp.oidc_client(idp.bank).exchange(query["code"], query["state"], request)  # type: ignore[arg-type]

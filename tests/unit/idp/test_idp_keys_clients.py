@@ -15,6 +15,7 @@ from tenantcard.idp.domain import Disclosure
 from tenantcard.idp.errors import ClientRegistrationError
 from tenantcard.idp.oidc.clients import ClientService, verify_secret
 from tenantcard.idp.oidc.keys import KeyService
+from tenantcard.keyvault import FileKeyVault
 
 
 class Clock:
@@ -26,15 +27,20 @@ class Clock:
 
 
 @pytest.fixture
-def repository(tmp_path: Path) -> IdpRepository:
+def vault(tmp_path: Path) -> FileKeyVault:
+    return FileKeyVault(tmp_path / "idp.master.key")
+
+
+@pytest.fixture
+def repository(tmp_path: Path, vault: FileKeyVault) -> IdpRepository:
     engine = make_engine(f"sqlite:///{tmp_path / 'idp.db'}")
-    upgrade(engine)
-    upgrade(engine)  # idempotent
+    upgrade(engine, vault)
+    upgrade(engine, vault)  # idempotent
     return IdpRepository(engine)
 
 
-def test_first_key_is_created_once(repository: IdpRepository) -> None:
-    keys = KeyService(repository, Clock(), token_lifetime=300)
+def test_first_key_is_created_once(repository: IdpRepository, vault: FileKeyVault) -> None:
+    keys = KeyService(repository, vault, Clock(), token_lifetime=300)
     kid = keys.ensure_key()
     assert keys.ensure_key() == kid
     published = keys.published()["keys"]
@@ -43,9 +49,9 @@ def test_first_key_is_created_once(repository: IdpRepository) -> None:
     assert "d" not in published[0]
 
 
-def test_rotation_keeps_the_old_key_until_its_tokens_expired(repository: IdpRepository) -> None:
+def test_rotation_keeps_the_old_key_until_its_tokens_expired(repository: IdpRepository, vault: FileKeyVault) -> None:
     clock = Clock()
-    keys = KeyService(repository, clock, token_lifetime=300, leeway=60)
+    keys = KeyService(repository, vault, clock, token_lifetime=300, leeway=60)
     old_kid = keys.ensure_key()
     kid, key = keys.signing_key()
     old_token = jwt.encode({"alg": "ES256", "kid": kid}, {"sub": "x"}, key, algorithms=["ES256"])
@@ -62,9 +68,9 @@ def test_rotation_keeps_the_old_key_until_its_tokens_expired(repository: IdpRepo
     assert [k["kid"] for k in keys.published()["keys"]] == [new_kid]
 
 
-def test_two_rotations_in_a_row(repository: IdpRepository) -> None:
+def test_two_rotations_in_a_row(repository: IdpRepository, vault: FileKeyVault) -> None:
     clock = Clock()
-    keys = KeyService(repository, clock, token_lifetime=300)
+    keys = KeyService(repository, vault, clock, token_lifetime=300)
     first = keys.ensure_key()
     second = keys.rotate()
     clock.now += 100

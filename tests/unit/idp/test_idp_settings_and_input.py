@@ -21,7 +21,8 @@ from tests.unit.idp.idp_support import (
 )
 
 from tenantcard.idp.app import ConfigurationError, create_app
-from tenantcard.idp.login.directory import HttpDeviceDirectory, UnknownDeviceError
+from tenantcard.idp.login.base import DeviceProof
+from tenantcard.idp.login.directory import DirectoryError, HttpDeviceDirectory, UnknownDeviceError
 from tenantcard.idp.oidc.clients import ClientService
 from tenantcard.idp.settings import IdpSettings, load_settings
 from tenantcard.provider.oidc import TokenError
@@ -62,12 +63,29 @@ def test_direct_addresses_can_be_turned_off(tmp_path: Path, ca: Ca) -> None:
 
 
 @pytest.mark.parametrize("handle", ["", "../admin", "a" * 21, "zz" * 10, "0123456789abcdef012/"])
-def test_http_directory_refuses_malformed_handles_without_asking(handle: str) -> None:
+def test_http_directory_refuses_malformed_device_ids_without_asking(handle: str) -> None:
     directory = HttpDeviceDirectory("http://127.0.0.1:9")  # nothing listens: a request would fail differently
     with pytest.raises(UnknownDeviceError):
-        directory.resolve(handle)
-    with pytest.raises(UnknownDeviceError):
         directory.status(handle)
+    with pytest.raises(UnknownDeviceError):
+        directory.register_pointer(handle, "pointer", DeviceProof(bytes(32), bytes(70)))
+    directory.close()
+
+
+@pytest.mark.parametrize("handle", ["", "../admin", "0123456789abcdef012/", "has space", "x" * 201, "é", "a\nb"])
+def test_http_directory_refuses_malformed_handles_without_asking(handle: str) -> None:
+    directory = HttpDeviceDirectory("http://127.0.0.1:9")
+    with pytest.raises(UnknownDeviceError):
+        directory.resolve(handle)
+    directory.close()
+
+
+@pytest.mark.parametrize("handle", ["a" * 21, "zz" * 10, "Ab-_9.x:y", "0123456789abcdef0123"])
+def test_http_directory_asks_the_operator_about_device_ids_and_pointers(handle: str) -> None:
+    directory = HttpDeviceDirectory("http://127.0.0.1:9")  # nothing listens: asking fails as unreachable
+    with pytest.raises(DirectoryError, match="operator unreachable") as raised:
+        directory.resolve(handle)
+    assert not isinstance(raised.value, UnknownDeviceError)
     directory.close()
 
 

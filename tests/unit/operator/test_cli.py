@@ -90,6 +90,16 @@ def test_admin_commands(settings: OperatorSettings, tmp_path: Path) -> None:
     assert code == 0 and "linked" in out
     code, out = _run("operator", "device", "pointer", *common, made["device_id"], "idp-handle-1")
     assert code == 0
+    code, out = _run("operator", "idp", "register", *common, "Main IdP")
+    assert code == 0, out
+    idp = json.loads(out)
+    assert idp["credential"].startswith("tci_") and idp["idp_id"].startswith("idp_")
+    code, out = _run("operator", "idp", "register", *common, "Main IdP")
+    assert code == 1 and "idp_exists" in out
+    code, out = _run("operator", "idp", "rotate-credential", *common, idp["idp_id"])
+    assert code == 0 and json.loads(out)["credential"] not in (idp["credential"], "")
+    code, out = _run("operator", "idp", "list", *common)
+    assert code == 0 and json.loads(out)[0]["name"] == "Main IdP" and idp["credential"].split(".")[1] not in out
     code, out = _run("operator", "device", "list", *common)
     assert made["device_id"] in out and "CLI-1" in out
     code, out = _run("operator", "contract", "end", *common, contract["contract_id"], "--wait")
@@ -101,8 +111,8 @@ def test_admin_commands(settings: OperatorSettings, tmp_path: Path) -> None:
     code, out = _run("operator", "ca", *common)
     assert out.startswith("-----BEGIN CERTIFICATE-----")
     code, out = _run("operator", "audit", "show", *common)
-    assert "provider.registered" in out and "contract.ended" in out
-    assert provider["credential"].split(".")[1] not in out
+    assert "provider.registered" in out and "contract.ended" in out and "idp.registered" in out
+    assert provider["credential"].split(".")[1] not in out and idp["credential"].split(".")[1] not in out
     code, out = _run("operator", "audit", "verify", *common)
     assert code == 0 and "intact" in out
 

@@ -15,8 +15,8 @@ from tests.unit.operator.conftest import Clock
 from tenantcard.client.container import ContainerSession
 from tenantcard.client.isd import IsdSession
 from tenantcard.crypto.scp03.keys import StaticKeys
-from tenantcard.keyvault import open_vault
 from tenantcard.device.os import Device
+from tenantcard.keyvault import open_vault
 from tenantcard.operator.app import build_services
 from tenantcard.operator.db import repositories as repo
 from tenantcard.operator.db.models import AuthorizationStatus, ContractOption, ItemStatus, JobKind

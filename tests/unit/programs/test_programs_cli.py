@@ -12,13 +12,14 @@ import pytest
 from click.testing import CliRunner
 from tests.unit.programs import cases
 
-from tenantcard.cli.programs import PASSPHRASE_ENV, SIGNING_PASSWORD_ENV, programs
+from tenantcard.cli.programs import SIGNING_PASSWORD_ENV, programs
+from tenantcard.cli.provider_common import PASSPHRASE_ENV
 from tenantcard.client.container import ContainerSession
 from tenantcard.client.isd import IsdSession
 from tenantcard.crypto.scp03 import StaticKeys
-from tenantcard.keyvault import FileKeyVault
 from tenantcard.device.os import Device
 from tenantcard.device.provision import ContainerSpec, create_device_store, dev_spec, gp_test_keys
+from tenantcard.keyvault import FileKeyVault
 from tenantcard.provider.keystore import ContainerRecord, FileKeystore
 from tenantcard.transport.tcp_client import connect
 from tenantcard.transport.tcp_server import DeviceServerThread

@@ -10,9 +10,9 @@ import pytest
 from tests.support.transports import TRANSPORTS, CardConnector, EchoSlot, TcpTransport, echo_apdu, parse_echo
 
 from tenantcard.client.isd import IsdSession
-from tenantcard.keyvault import FileKeyVault
 from tenantcard.device.os import ATR, Device
 from tenantcard.device.provision import create_device_store, dev_spec, gp_test_keys
+from tenantcard.keyvault import FileKeyVault
 from tenantcard.transport.base import LocalConnection
 from tenantcard.transport.tcp_client import TcpConnection
 from tenantcard.transport.tcp_server import DeviceServerThread

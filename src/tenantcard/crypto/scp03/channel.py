@@ -23,6 +23,13 @@ R_ENCRYPTION = SecurityLevel.R_ENCRYPTION.value
 CLA_SM = 0x04  # GP 2.3.1 §11.1.4
 
 
+_SHORT = 4 * BLOCK  # up to this many padded bytes, CBC encryption is chained here over the kept ECB context
+
+
+def _xor(a: bytes, b: bytes) -> bytes:
+    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(len(a), "big")
+
+
 def pad(data: bytes) -> bytes:
     """ISO/IEC 9797-1 padding method 2 to a multiple of 16 (Amd D §6.2.6, §6.2.7)."""
     return data + _PAD[: BLOCK - len(data) % BLOCK]
@@ -55,7 +62,7 @@ def is_error_sw(sw: int) -> bool:
 class Channel:
     """MAC chaining value, encryption counter and session keys of one open secure channel."""
 
-    __slots__ = ("_aes_enc", "_ecb", "_keys", "_mac", "_rmac", "counter", "level", "mac_chain", "mac_len")
+    __slots__ = ("_aes_enc", "_ecb", "_ecb_dec", "_keys", "_mac", "_rmac", "counter", "level", "mac_chain", "mac_len")
 
     def __init__(
         self, keys: SessionKeys, *, s16: bool, mac_prf: Prf | None = None, mac_chain: bytes = bytes(BLOCK)
@@ -65,6 +72,7 @@ class Channel:
         self._mac = mac_prf or Prf(keys.mac)
         self._rmac: Prf | None = None  # keyed on first use: levels 01/03 never need it
         self._ecb: CipherContext | None = None  # made on first use: many sessions never encrypt
+        self._ecb_dec: CipherContext | None = None
         self.mac_len = BLOCK if s16 else 8
         self.mac_chain = mac_chain
         self.counter = 1  # Amd D §6.2.6: set to 1 when the session opens, before the first command
@@ -101,23 +109,41 @@ class Channel:
 
     # -- C-ENC / R-ENC (Amd D §6.2.6, §6.2.7) ---------------------------------------------------------------------
 
+    def _ecb_context(self) -> CipherContext:
+        if self._ecb is None:
+            self._ecb = Cipher(self._aes_enc, modes.ECB()).encryptor()  # noqa: S305 - ICV, Amd D §6.2.6
+        return self._ecb
+
     def _icv(self, counter: int, response: bool) -> bytes:
         block = counter.to_bytes(BLOCK, "big")
         if response:
             block = b"\x80" + block[1:]
-        if self._ecb is None:
-            self._ecb = Cipher(self._aes_enc, modes.ECB()).encryptor()  # noqa: S305 - ICV, Amd D §6.2.6
-        return self._ecb.update(block)
+        return self._ecb_context().update(block)
+
+    # AES-CBC with the ICV (Amd D §6.2.6, §6.2.7). Short data is chained here over one kept AES-ECB context
+    # (no new cipher context per command); decryption of any length takes one ECB pass and one XOR.
 
     def encrypt(self, data: bytes, counter: int, *, response: bool) -> bytes:
-        enc = Cipher(self._aes_enc, modes.CBC(self._icv(counter, response))).encryptor()
-        return enc.update(pad(data)) + enc.finalize()
+        icv = self._icv(counter, response)
+        padded = pad(data)
+        if len(padded) > _SHORT:
+            enc = Cipher(self._aes_enc, modes.CBC(icv)).encryptor()
+            return enc.update(padded) + enc.finalize()
+        ecb = self._ecb_context()
+        out = []
+        block = icv
+        for i in range(0, len(padded), BLOCK):
+            block = ecb.update(_xor(padded[i : i + BLOCK], block))
+            out.append(block)
+        return b"".join(out)
 
     def decrypt(self, data: bytes, counter: int, *, response: bool) -> bytes:
         if not data or len(data) % BLOCK:
             raise SecureChannelError()
-        dec = Cipher(self._aes_enc, modes.CBC(self._icv(counter, response))).decryptor()
-        return unpad(dec.update(data) + dec.finalize())
+        icv = self._icv(counter, response)
+        if self._ecb_dec is None:
+            self._ecb_dec = Cipher(self._aes_enc, modes.ECB()).decryptor()  # noqa: S305 - CBC by hand
+        return unpad(_xor(self._ecb_dec.update(data), icv + data[:-BLOCK]))
 
     # -- R-MAC (Amd D §6.2.5) ------------------------------------------------------------------------------------
 

@@ -9,63 +9,31 @@ from __future__ import annotations
 from dataclasses import replace
 
 from tenantcard.crypto.ocra import OcraError, OcraInput, OcraSuite, ocra
-from tenantcard.crypto.otp import HashAlgorithm, OtpError, hmac_digest
+from tenantcard.crypto.otp import HashAlgorithm, hmac_digest
 from tenantcard.device.functions.base import FunctionContext
-from tenantcard.device.functions.otp import (
-    CHALLENGE_KIND,
-    delete_credential,
-    host_or_device_time,
-    list_credentials,
-    load_credential,
-    no_p1p2,
-    put_credential,
-    require_rule,
-)
-from tenantcard.wire.apdu import CommandApdu, ResponseApdu
-from tenantcard.wire.errors import WireError
+from tenantcard.device.functions.otp import CHALLENGE_KIND, CredentialFunction, host_or_device_time
 from tenantcard.wire.functions import CalculateRequest, CalculateResponse, CredentialKind, OathCredential, OathIns
 from tenantcard.wire.sw import SW, ApduError
 
 
-class ChallengeFunction:
-    """HMAC and OCRA credentials of one container (``ContainerFunction``)."""
+class ChallengeFunction(CredentialFunction):
+    """HMAC and OCRA credentials of one container."""
 
     name = "challenge"
-    _INS = frozenset(
-        {OathIns.CHALLENGE_PUT, OathIns.CHALLENGE_RESPOND, OathIns.CHALLENGE_DELETE, OathIns.CHALLENGE_LIST}
-    )
+    store_kind = CHALLENGE_KIND
+    kinds = frozenset({CredentialKind.HMAC, CredentialKind.OCRA})
+    put_ins = OathIns.CHALLENGE_PUT
+    compute_ins = OathIns.CHALLENGE_RESPOND
+    delete_ins = OathIns.CHALLENGE_DELETE
+    list_ins = OathIns.CHALLENGE_LIST
+    malformed = "malformed challenge-response command"
 
-    def handles(self, ins: int) -> bool:
-        return ins in self._INS
-
-    def process(self, ctx: FunctionContext, command: CommandApdu) -> ResponseApdu:
-        try:
-            if command.ins == OathIns.CHALLENGE_PUT:
-                if command.data:
-                    self._check_suite(command.data)
-                put_credential(ctx, command, CHALLENGE_KIND, {CredentialKind.HMAC, CredentialKind.OCRA})
-                return ResponseApdu.of(SW.OK)
-            if command.ins == OathIns.CHALLENGE_RESPOND:
-                no_p1p2(command)
-                return ResponseApdu.of(SW.OK, self._respond(ctx, CalculateRequest.parse(command.data)))
-            if command.ins == OathIns.CHALLENGE_DELETE:
-                delete_credential(ctx, command, CHALLENGE_KIND)
-                return ResponseApdu.of(SW.OK)
-            if command.ins == OathIns.CHALLENGE_LIST:
-                return ResponseApdu.of(SW.OK, list_credentials(ctx, command, CHALLENGE_KIND))
-        except (WireError, OtpError) as exc:
-            raise ApduError(SW.INCORRECT_DATA, "malformed challenge-response command") from exc
-        raise ApduError(SW.INS_NOT_SUPPORTED)
-
-    @staticmethod
-    def _check_suite(data: bytes) -> None:
-        cred = OathCredential.parse(data)
+    def check(self, credential: bytes) -> None:
+        cred = OathCredential.parse(credential)
         if cred.kind == CredentialKind.OCRA:
             OcraSuite.parse(cred.suite)  # raises OcraError: refuse a suite the container could never compute
 
-    def _respond(self, ctx: FunctionContext, request: CalculateRequest) -> bytes:
-        cred = load_credential(ctx, CHALLENGE_KIND, request.name)
-        require_rule(ctx, cred.access)
+    def compute(self, ctx: FunctionContext, cred: OathCredential, request: CalculateRequest) -> bytes:
         if request.challenge is None:
             raise ApduError(SW.INCORRECT_DATA, "challenge missing")
         if cred.kind == CredentialKind.HMAC:
@@ -100,6 +68,3 @@ class ChallengeFunction:
             ctx.store.put(CHALLENGE_KIND, cred.name, replace(cred, counter=counter + 1).to_bytes())
         factor = counter if counter is not None else (timestamp or 0)
         return CalculateResponse(response.encode("ascii"), factor).to_bytes()
-
-    def destroy(self, ctx: FunctionContext) -> None:
-        """Nothing lives outside the store."""

@@ -7,6 +7,7 @@ format and the helpers below.
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from dataclasses import replace
 
 from tenantcard.crypto.otp import MAX_COUNTER, HashAlgorithm, OtpError, hotp, totp
@@ -49,7 +50,9 @@ def no_p1p2(command: CommandApdu) -> None:
         raise ApduError(SW.INCORRECT_P1P2)
 
 
-def put_credential(ctx: FunctionContext, command: CommandApdu, store_kind: str, kinds: set[CredentialKind]) -> None:
+def put_credential(
+    ctx: FunctionContext, command: CommandApdu, store_kind: str, kinds: AbstractSet[CredentialKind]
+) -> None:
     """OTP_PUT / CHALLENGE_PUT: P1 00 create (6A89 if the name is taken), 01 replace."""
     require_provider(ctx, secret=True)
     if command.p1 not in (ReplaceMode.CREATE, ReplaceMode.REPLACE) or command.p2:
@@ -94,35 +97,67 @@ def host_or_device_time(ctx: FunctionContext, request: CalculateRequest) -> int:
     return int(ctx.now()) if request.time is None else request.time
 
 
-class OtpFunction:
-    """HOTP/TOTP credentials of one container (``ContainerFunction``)."""
+class CredentialFunction:
+    """A function over OATH credentials (``ContainerFunction``): put, compute, delete and list, one instruction
+    each, on the credentials of one store kind. A subclass names them and computes."""
 
-    name = "otp"
-    _INS = frozenset({OathIns.OTP_PUT, OathIns.OTP_CALCULATE, OathIns.OTP_DELETE, OathIns.OTP_LIST})
+    name: str
+    store_kind: str
+    kinds: frozenset[CredentialKind]
+    put_ins: OathIns
+    compute_ins: OathIns
+    delete_ins: OathIns
+    list_ins: OathIns
+    malformed: str
 
     def handles(self, ins: int) -> bool:
-        return ins in self._INS
+        return ins in (self.put_ins, self.compute_ins, self.delete_ins, self.list_ins)
 
     def process(self, ctx: FunctionContext, command: CommandApdu) -> ResponseApdu:
         try:
-            if command.ins == OathIns.OTP_PUT:
-                put_credential(ctx, command, OTP_KIND, {CredentialKind.HOTP, CredentialKind.TOTP})
+            if command.ins == self.put_ins:
+                if command.data:
+                    self.check(command.data)
+                put_credential(ctx, command, self.store_kind, self.kinds)
                 return ResponseApdu.of(SW.OK)
-            if command.ins == OathIns.OTP_CALCULATE:
+            if command.ins == self.compute_ins:
                 no_p1p2(command)
-                return ResponseApdu.of(SW.OK, self._calculate(ctx, CalculateRequest.parse(command.data)))
-            if command.ins == OathIns.OTP_DELETE:
-                delete_credential(ctx, command, OTP_KIND)
+                request = CalculateRequest.parse(command.data)
+                cred = load_credential(ctx, self.store_kind, request.name)
+                require_rule(ctx, cred.access)
+                return ResponseApdu.of(SW.OK, self.compute(ctx, cred, request))
+            if command.ins == self.delete_ins:
+                delete_credential(ctx, command, self.store_kind)
                 return ResponseApdu.of(SW.OK)
-            if command.ins == OathIns.OTP_LIST:
-                return ResponseApdu.of(SW.OK, list_credentials(ctx, command, OTP_KIND))
+            if command.ins == self.list_ins:
+                return ResponseApdu.of(SW.OK, list_credentials(ctx, command, self.store_kind))
         except (WireError, OtpError) as exc:
-            raise ApduError(SW.INCORRECT_DATA, "malformed OTP command") from exc
+            raise ApduError(SW.INCORRECT_DATA, self.malformed) from exc
         raise ApduError(SW.INS_NOT_SUPPORTED)
 
-    def _calculate(self, ctx: FunctionContext, request: CalculateRequest) -> bytes:
-        cred = load_credential(ctx, OTP_KIND, request.name)
-        require_rule(ctx, cred.access)
+    def check(self, credential: bytes) -> None:
+        """Refuse, before anything else, a credential the container could never compute (``put_ins`` data)."""
+
+    def compute(self, ctx: FunctionContext, cred: OathCredential, request: CalculateRequest) -> bytes:
+        raise NotImplementedError
+
+    def destroy(self, ctx: FunctionContext) -> None:
+        """Nothing lives outside the store."""
+
+
+class OtpFunction(CredentialFunction):
+    """HOTP/TOTP credentials of one container."""
+
+    name = "otp"
+    store_kind = OTP_KIND
+    kinds = frozenset({CredentialKind.HOTP, CredentialKind.TOTP})
+    put_ins = OathIns.OTP_PUT
+    compute_ins = OathIns.OTP_CALCULATE
+    delete_ins = OathIns.OTP_DELETE
+    list_ins = OathIns.OTP_LIST
+    malformed = "malformed OTP command"
+
+    def compute(self, ctx: FunctionContext, cred: OathCredential, request: CalculateRequest) -> bytes:
         algorithm = HashAlgorithm(cred.algorithm)
         if cred.kind == CredentialKind.HOTP:
             if request.time is not None or request.challenge is not None or request.counter is not None:
@@ -140,6 +175,3 @@ class OtpFunction:
             raise ApduError(SW.INCORRECT_DATA, "time before T0")
         code = totp(cred.secret, now, cred.digits, algorithm, cred.period, cred.t0)
         return CalculateResponse(code.encode("ascii"), (now - cred.t0) // cred.period).to_bytes()
-
-    def destroy(self, ctx: FunctionContext) -> None:
-        """Nothing lives outside the store."""

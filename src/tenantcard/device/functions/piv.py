@@ -274,15 +274,20 @@ class PivFunction:
         # SP 800-73-4 Part 2 §3.1.2: P1 P2 = 3F FF, data = 5C tag.
         if (command.p1, command.p2) != (0x3F, 0xFF):
             raise ApduError(SW.INCORRECT_P1P2)
-        request = Tlv.parse(command.data)
-        if request.tag != 0x5C or not 1 <= len(request.value) <= 3:
-            raise ApduError(SW.INCORRECT_DATA)
-        tag = int.from_bytes(request.value, "big")
+        data = command.data
+        if 3 <= len(data) <= 5 and data[0] == 0x5C and data[1] == len(data) - 2:
+            name = data[2:]  # 5C 01..03 tag: the one encoding hosts send, read without a TLV parser
+        else:
+            request = Tlv.parse(data)
+            if request.tag != 0x5C or not 1 <= len(request.value) <= 3:
+                raise ApduError(SW.INCORRECT_DATA)
+            name = request.value
+        tag = int.from_bytes(name, "big")
         if tag == DataTag.DISCOVERY:
             return _response(_DISCOVERY)
         if tag in PIN_PROTECTED and not ctx.session.get(_S_PIN):
             raise ApduError(SW.SECURITY_STATUS_NOT_SATISFIED)
-        content = ctx.store.get(KIND_OBJECT, request.value)
+        content = ctx.store.get(KIND_OBJECT, name)
         if content is None:
             raise ApduError(SW.NOT_FOUND)
         return _response(Tlv(0x53, content).to_bytes())

@@ -351,32 +351,27 @@ class HostEnv:
     def mac(self, key_id: int, msg: int, msg_len: int, dst: int, cap: int) -> int:
         call = self._current()
         self._charge(Fuel.MAC + Fuel.PER_BYTE * max(msg_len, 0))
-        message = self._read(msg, msg_len)
-        self._span(dst, cap)
-        if len(message) > MAX_MESSAGE:
-            return HostError.ARGUMENT
-        tag = call.keys.mac(key_id, message)
-        if isinstance(tag, HostError):
-            return tag
-        if cap < len(tag):
-            return HostError.BUFFER
-        self._write(dst, tag)
-        return len(tag)
+        return self._keyed(msg, msg_len, dst, cap, lambda message: call.keys.mac(key_id, message))
 
     def sign(self, key_id: int, msg: int, msg_len: int, dst: int, cap: int) -> int:
         call = self._current()
         self._charge(call.keys.sign_cost(key_id) + Fuel.PER_BYTE * max(msg_len, 0))
+        return self._keyed(msg, msg_len, dst, cap, lambda message: call.keys.sign(key_id, message))
+
+    def _keyed(self, msg: int, msg_len: int, dst: int, cap: int, compute: Callable[[bytes], bytes | HostError]) -> int:
+        """``compute`` (a MAC or a signature with a program key) over the message at ``msg``, written to ``dst``:
+        its length, or the HostError."""
         message = self._read(msg, msg_len)
         self._span(dst, cap)
         if len(message) > MAX_MESSAGE:
             return HostError.ARGUMENT
-        signature = call.keys.sign(key_id, message)
-        if isinstance(signature, HostError):
-            return signature
-        if cap < len(signature):
+        out = compute(message)
+        if isinstance(out, HostError):
+            return out
+        if cap < len(out):
             return HostError.BUFFER
-        self._write(dst, signature)
-        return len(signature)
+        self._write(dst, out)
+        return len(out)
 
     def random(self, dst: int, length: int) -> int:
         call = self._current()

@@ -9,6 +9,8 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.pool import StaticPool
 
+from tenantcard.keyvault import KeyVault
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
@@ -34,10 +36,12 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-def upgrade(engine: Engine) -> None:
-    """Bring the schema to the newest revision (idempotent)."""
+def upgrade(engine: Engine, vault: KeyVault | None = None) -> None:
+    """Bring the schema to the newest revision (idempotent). ``vault`` seals what older revisions stored in
+    clear (revision 0003); a database holding such rows refuses to upgrade without it."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
+        config.attributes["vault"] = vault
         command.upgrade(config, "head")

@@ -27,12 +27,14 @@ class ClientRow(Base):
 
 class SigningKeyRow(Base):
     """An ES256 signing key. ``retired_at`` is set when a newer key takes over; it stays published until
-    every token it signed has expired (``publish_until``)."""
+    every token it signed has expired (``publish_until``). The private JWK is sealed under the key vault's
+    master key (associated data names the kid); only the public JWK is in clear."""
 
     __tablename__ = "idp_signing_keys"
 
     kid: Mapped[str] = mapped_column(String(64), primary_key=True)
-    private_jwk: Mapped[str] = mapped_column(Text)
+    public_jwk: Mapped[str] = mapped_column(Text)
+    private_sealed: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[int] = mapped_column(Integer)
     retired_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
     publish_until: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -73,12 +75,13 @@ class AccessTokenRow(Base):
 
 
 class SecretRow(Base):
-    """Server secrets generated on first start (the pairwise-subject key)."""
+    """Server secrets generated on first start (the pairwise-subject key), sealed under the key vault's master
+    key (associated data names the secret)."""
 
     __tablename__ = "idp_secrets"
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[bytes] = mapped_column(LargeBinary)
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class SubjectRow(Base):

@@ -35,7 +35,8 @@ def _client(row: ClientRow) -> RegisteredClient:
 def _key(row: SigningKeyRow) -> SigningKey:
     return SigningKey(
         kid=row.kid,
-        private_jwk=json.loads(row.private_jwk),
+        public_jwk=json.loads(row.public_jwk),
+        private_sealed=row.private_sealed,
         created_at=row.created_at,
         retired_at=row.retired_at,
         publish_until=row.publish_until,
@@ -119,7 +120,8 @@ class IdpRepository:
             s.add(
                 SigningKeyRow(
                     kid=key.kid,
-                    private_jwk=json.dumps(key.private_jwk),
+                    public_jwk=json.dumps(key.public_jwk),
+                    private_sealed=key.private_sealed,
                     created_at=key.created_at,
                     retired_at=key.retired_at,
                     publish_until=key.publish_until,
@@ -217,11 +219,11 @@ class IdpRepository:
             return row.device_id if row is not None else None
 
     # -- secrets
-    def get_or_create_secret(self, name: str, fresh: bytes) -> bytes:
-        """The stored secret ``name``; stores ``fresh`` first if there is none (first start)."""
+    def get_or_create_secret(self, name: str, fresh_sealed: bytes) -> bytes:
+        """The stored (sealed) secret ``name``; stores ``fresh_sealed`` first if there is none (first start)."""
         with self._session() as s, s.begin():
             row = s.get(SecretRow, name)
             if row is None:
-                s.add(SecretRow(name=name, value=fresh))
-                return fresh
-            return row.value
+                s.add(SecretRow(name=name, sealed=fresh_sealed))
+                return fresh_sealed
+            return row.sealed

@@ -36,13 +36,23 @@ class LoginContext:
 
 
 @dataclass(frozen=True)
+class DeviceProof:
+    """The device's answer to the login's challenge: shown to the operator when the IdP registers a pointer."""
+
+    challenge: bytes
+    signature: bytes
+
+
+@dataclass(frozen=True)
 class AuthenticatedSubject:
-    """Who logged in. ``device_id`` (hex) keys the pairwise subject; ``device_address`` goes into the token."""
+    """Who logged in. ``device_id`` (hex) keys the pairwise subject; ``device_address`` goes into the token;
+    ``proof`` is set by methods that had the device sign a challenge."""
 
     device_id: str
     device_address: str
     amr: tuple[str, ...]
     auth_time: int
+    proof: DeviceProof | None = None
 
 
 class LoginMethod(Protocol):

@@ -2,7 +2,7 @@
 
 The login hint names the device: a ``tcp://host:port`` address, or a handle the operator's directory resolves
 to one. The identity provider connects, SELECTs the issuer security domain, reads the device id and the
-certificate chain (GET DATA), sends a fresh random challenge (INTERNAL AUTHENTICATE), verifies the signature
+certificate chain (GET DATA), sends a fresh challenge (INTERNAL AUTHENTICATE: its time, then random bytes), verifies the signature
 and the chain up to the operator CA, then asks the operator whether the device is still active.
 """
 
@@ -17,15 +17,14 @@ from cryptography import x509
 
 from tenantcard.client.errors import ClientError
 from tenantcard.client.isd import IsdSession
-from tenantcard.crypto.identity import IdentityError, verify_device_auth
+from tenantcard.crypto.identity import IdentityError, login_challenge, verify_device_auth
 from tenantcard.idp.clock import Clock, RandomBytes
-from tenantcard.idp.login.base import AuthenticatedSubject, LoginContext, LoginError, LoginFailure
+from tenantcard.idp.login.base import AuthenticatedSubject, DeviceProof, LoginContext, LoginError, LoginFailure
 from tenantcard.idp.login.directory import DeviceDirectory, DeviceStatus, DirectoryError, UnknownDeviceError
 from tenantcard.transport.base import Connection, TransportError
 from tenantcard.transport.tcp_client import AddressError, connect, parse_address
 from tenantcard.wire.errors import WireError
 
-CHALLENGE_LENGTH = 32
 AMR_HARDWARE_KEY = "hwk"  # RFC 8176 §2: proof-of-possession of a hardware-secured key
 _HANDLE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
@@ -90,7 +89,8 @@ class DeviceLoginMethod:
 
     def authenticate(self, context: LoginContext) -> AuthenticatedSubject:
         address = self._address(context.login_hint)
-        challenge = self._random(CHALLENGE_LENGTH)
+        # The challenge opens with its time, so the operator can tell a fresh proof from an old one.
+        challenge = login_challenge(self._clock(), self._random)
         try:
             connection = self._connect(address)
         except (TransportError, OSError) as exc:
@@ -127,4 +127,5 @@ class DeviceLoginMethod:
             device_address=address,
             amr=(AMR_HARDWARE_KEY,),
             auth_time=int(self._clock()),
+            proof=DeviceProof(challenge, signature),
         )

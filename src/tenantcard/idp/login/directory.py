@@ -10,6 +10,8 @@ from urllib.parse import quote
 
 import httpx
 
+from tenantcard.idp.login.base import DeviceProof
+
 
 class DeviceStatus(enum.Enum):
     ACTIVE = "active"
@@ -35,21 +37,21 @@ class DeviceDirectory(Protocol):
 
 @runtime_checkable
 class PointerRegistry(Protocol):
-    """Where the identity provider records the pointers it hands out (the operator's ``idp_pointer``)."""
+    """Where the identity provider records the pointers it hands out (the operator's ``idp_pointer``), with the
+    device's answer to the login challenge as proof that it authenticated the device."""
 
-    def register_pointer(self, device_id: str, pointer: str) -> None: ...
+    def register_pointer(self, device_id: str, pointer: str, proof: DeviceProof) -> None: ...
 
 
 _DEVICE_ID = re.compile(r"^[0-9A-Fa-f]{20}$")
+_HANDLE = re.compile(r"^[A-Za-z0-9._:\-]{1,200}$")  # a device id or a pointer (pairwise subs are base64url)
 
 
 class HttpDeviceDirectory:
-    """Asks the operator service over HTTP with a staff credential (the identity provider is the operator's
-    trusted party): ``GET {base}/v1/admin/devices/{device_id}`` answers the device's registered ``address``
-    (kept current by the device's authenticated check-in) and its ``status``.
-
-    A handle is the device id (20 hex digits) here; the operator's opaque pointers need a lookup route on
-    its side before they can be resolved.
+    """Asks the operator service over HTTP with the identity-provider credential the operator issued
+    (``tenantcard operator idp register``), which reaches only the ``/v1/idp/...`` routes:
+    ``POST {base}/v1/idp/resolve`` answers the device a handle (device id or pointer) names, with its
+    registered ``address`` (kept current by the device's authenticated check-in) and its ``status``.
     """
 
     def __init__(
@@ -58,15 +60,19 @@ class HttpDeviceDirectory:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._client = client or httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout)
 
-    def _device(self, device_id: str) -> dict[str, object]:
-        if not _DEVICE_ID.match(device_id):
-            raise UnknownDeviceError("not a device id")
+    def _call(self, path: str, body: dict[str, str]) -> httpx.Response:
         try:
-            response = self._client.get(f"/v1/admin/devices/{quote(device_id.lower(), safe='')}")
+            response = self._client.post(path, json=body)
         except httpx.HTTPError as exc:
             raise DirectoryError(f"operator unreachable: {type(exc).__name__}") from exc
         if response.status_code == 404:
             raise UnknownDeviceError("unknown device")
+        return response
+
+    def _device(self, handle: str) -> dict[str, object]:
+        if not _HANDLE.match(handle):
+            raise UnknownDeviceError("not a device handle")
+        response = self._call("/v1/idp/resolve", {"handle": handle})
         if response.status_code != 200:
             raise DirectoryError(f"operator answered HTTP {response.status_code}")
         try:
@@ -84,30 +90,36 @@ class HttpDeviceDirectory:
         return address if "://" in address else "tcp://" + address
 
     def status(self, device_id: str) -> DeviceStatus:
+        if not _DEVICE_ID.match(device_id):
+            raise UnknownDeviceError("not a device id")
         value = self._device(device_id).get("status")
         try:
             return DeviceStatus(value)
         except ValueError as exc:
             raise DirectoryError("operator answered an unknown device status") from exc
 
-    def register_pointer(self, device_id: str, pointer: str) -> None:
-        """``POST {base}/v1/admin/devices/{device_id}/pointers``: the operator then accepts ``pointer`` as
-        the ``idp_pointer`` naming this device (phase 1: a provider asks for a container by it)."""
+    def register_pointer(self, device_id: str, pointer: str, proof: DeviceProof) -> None:
+        """``POST {base}/v1/idp/devices/{device_id}/pointers``: the operator checks the device's signature over
+        the login challenge, then accepts ``pointer`` as the ``idp_pointer`` naming this device (phase 1: a
+        provider asks for a container by it)."""
         if not _DEVICE_ID.match(device_id):
             raise UnknownDeviceError("not a device id")
-        try:
-            response = self._client.post(
-                f"/v1/admin/devices/{quote(device_id.lower(), safe='')}/pointers", json={"pointer": pointer}
-            )
-        except httpx.HTTPError as exc:
-            raise DirectoryError(f"operator unreachable: {type(exc).__name__}") from exc
-        if response.status_code == 404:
-            raise UnknownDeviceError("unknown device")
+        body = {"pointer": pointer, "challenge": proof.challenge.hex(), "signature": proof.signature.hex()}
+        response = self._call(f"/v1/idp/devices/{quote(device_id.lower(), safe='')}/pointers", body)
         if response.status_code not in (200, 201, 204):
-            raise DirectoryError(f"operator answered HTTP {response.status_code}")
+            raise DirectoryError(f"operator answered HTTP {response.status_code}{_error_code(response)}")
 
     def close(self) -> None:
         self._client.close()
+
+
+def _error_code(response: httpx.Response) -> str:
+    """`` (code)`` of an operator error answer, for logs; empty when there is none."""
+    try:
+        code = response.json()["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return ""
+    return f" ({code})" if isinstance(code, str) and code.isidentifier() else ""
 
 
 def fetch_operator_ca(base_url: str, timeout: float = 5.0) -> bytes:

@@ -5,6 +5,7 @@ OAuth endpoints answer RFC 6749 §5.2 / OIDC error codes; the others a stable JS
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
@@ -13,62 +14,22 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from starlette.concurrency import run_in_threadpool
 
 from tenantcard.idp.oidc.server import HttpRequest, OAuthResponse
-from tenantcard.idp.oidc.service import HtmlPage, OidcService
+from tenantcard.idp.oidc.service import AUTHORIZE_PARAMETERS, HtmlPage, OidcService
 
 MAX_BODY = 16 * 1024
 FORM = "application/x-www-form-urlencoded"
 
-_AUTHORIZE_FORM = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            FORM: {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        name: {"type": "string"}
-                        for name in (
-                            "response_type",
-                            "client_id",
-                            "redirect_uri",
-                            "scope",
-                            "state",
-                            "nonce",
-                            "code_challenge",
-                            "code_challenge_method",
-                            "login_hint",
-                            "login_method",
-                            "prompt",
-                        )
-                    },
-                }
-            }
-        },
+
+def _form_body(names: tuple[str, ...]) -> dict[str, Any]:
+    """OpenAPI ``requestBody`` of an url-encoded form of string fields ``names``."""
+    properties = {name: {"type": "string"} for name in names}
+    return {
+        "requestBody": {"required": True, "content": {FORM: {"schema": {"type": "object", "properties": properties}}}}
     }
-}
-_TOKEN_FORM = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            FORM: {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        name: {"type": "string"}
-                        for name in (
-                            "grant_type",
-                            "code",
-                            "redirect_uri",
-                            "code_verifier",
-                            "client_id",
-                            "client_secret",
-                        )
-                    },
-                }
-            }
-        },
-    }
-}
+
+
+_AUTHORIZE_FORM = _form_body(AUTHORIZE_PARAMETERS)
+_TOKEN_FORM = _form_body(("grant_type", "code", "redirect_uri", "code_verifier", "client_id", "client_secret"))
 _OAUTH_ERROR = {"description": "OAuth error (RFC 6749 §5.2)", "content": {"application/json": {}}}
 
 
@@ -119,12 +80,17 @@ def _to_response(result: OAuthResponse | HtmlPage) -> Response:
     return JSONResponse(body, status_code=result.status, headers={**headers, "Cache-Control": "no-store"})
 
 
-def _bad_form() -> Response:
-    return JSONResponse(
-        {"error": "invalid_request", "error_description": "Expected an application/x-www-form-urlencoded body."},
-        status_code=400,
-        headers={"Cache-Control": "no-store"},
-    )
+async def _form_call(request: Request, endpoint: Callable[[HttpRequest], OAuthResponse | HtmlPage]) -> Response:
+    """``endpoint`` (a service method) on the request with its url-encoded form; RFC 6749 ``invalid_request``
+    when the body is not one."""
+    form = await _form(request)
+    if form is None:
+        return JSONResponse(
+            {"error": "invalid_request", "error_description": "Expected an application/x-www-form-urlencoded body."},
+            status_code=400,
+            headers={"Cache-Control": "no-store"},
+        )
+    return _to_response(await run_in_threadpool(endpoint, _http(request, form)))
 
 
 router = APIRouter()
@@ -174,11 +140,7 @@ async def authorize_get(
     openapi_extra=_AUTHORIZE_FORM,
 )
 async def authorize_post(request: Request) -> Response:
-    form = await _form(request)
-    if form is None:
-        return _bad_form()
-    result = await run_in_threadpool(_service(request).authorize, _http(request, form))
-    return _to_response(result)
+    return await _form_call(request, _service(request).authorize)
 
 
 @router.post(
@@ -194,11 +156,7 @@ async def authorize_post(request: Request) -> Response:
     openapi_extra=_TOKEN_FORM,
 )
 async def token(request: Request) -> Response:
-    form = await _form(request)
-    if form is None:
-        return _bad_form()
-    result = await run_in_threadpool(_service(request).token, _http(request, form))
-    return _to_response(result)
+    return await _form_call(request, _service(request).token)
 
 
 @router.get(

@@ -10,7 +10,7 @@ from typing import Any
 
 from authlib.oauth2.rfc6749.errors import AccessDeniedError, InvalidClientError, InvalidRequestError, OAuth2Error
 
-from tenantcard.idp.login.base import LoginContext, LoginError, LoginFailure, LoginMethod
+from tenantcard.idp.login.base import AuthenticatedSubject, LoginContext, LoginError, LoginFailure, LoginMethod
 from tenantcard.idp.login.directory import DirectoryError, PointerRegistry
 from tenantcard.idp.oidc.keys import ALGORITHM, KeyService
 from tenantcard.idp.oidc.server import HttpRequest, IdpServer, LoggedIn, OAuthResponse
@@ -142,22 +142,24 @@ class OidcService:
         except LoginError as exc:
             log.info("login refused (%s): %s", exc.reason.value, exc)
             return self._server.error_response(self._login_error(exc, grant.redirect_uri, state))
-        self._register_pointer(client_id, subject.device_id)
+        self._register_pointer(client_id, subject)
         response: OAuthResponse = self._server.create_authorization_response(
             request, grant_user=LoggedIn(subject, method.name), grant=grant
         )
         return response
 
-    def _register_pointer(self, client_id: str, device_id: str) -> None:
+    def _register_pointer(self, client_id: str, subject: AuthenticatedSubject) -> None:
         """First login of a device for a sector: tell the operator that the client's ``sub`` names the device,
-        so the provider can ask for a container by it (``idp_pointer``). Best effort: a failure only logs."""
-        if self._pointers is None:
+        so the provider can ask for a container by it (``idp_pointer``), showing the device's answer to this
+        login's challenge. Best effort: a failure only logs."""
+        if self._pointers is None or subject.proof is None:
             return
+        device_id = subject.device_id
         sub = self._server.pairwise_subject(client_id, device_id)
         if sub is None or self._server.device_for_subject(client_id, sub) is not None:
             return
         try:
-            self._pointers.register_pointer(device_id, sub)
+            self._pointers.register_pointer(device_id, sub, subject.proof)
         except DirectoryError as exc:
             log.warning("could not record the pointer at the operator: %s", exc)
 

@@ -9,47 +9,16 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from tenantcard.operator.api import schemas as S
 from tenantcard.operator.api.auth import Authenticator
 from tenantcard.operator.api.errors import COMMON_RESPONSES
-from tenantcard.operator.db.models import Authorization, Container, Contract, ContractOption, Device, Job, Provider
+from tenantcard.operator.db.models import Container, ContractOption
 from tenantcard.operator.services.credentials import Principal
 from tenantcard.operator.services.errors import Conflict, DeviceUnavailable
 from tenantcard.operator.services.facade import OperatorServices
+from tenantcard.operator.services.idps import DeviceProof
 from tenantcard.operator.services.manufacturing import ContainerPlan
 from tenantcard.operator.services.placement import DeviceRef, Outcome
 from tenantcard.wire.gp import container_aid
 
 PathId = Annotated[str, Path(min_length=1, max_length=64)]
-
-
-def provider_out(p: Provider) -> S.ProviderOut:
-    return S.ProviderOut(id=p.id, name=p.name, created_at=p.created_at)
-
-
-def contract_out(c: Contract) -> S.ContractOut:
-    return S.ContractOut(
-        id=c.id,
-        provider_id=c.provider_id,
-        option=c.option,
-        container_index=c.container_index,
-        quota=c.quota,
-        reserved=c.reserved,
-        consent_required=c.consent_required,
-        status=c.status,
-        created_at=c.created_at,
-        ended_at=c.ended_at,
-    )
-
-
-def device_out(d: Device) -> S.DeviceOut:
-    return S.DeviceOut(
-        id=d.id,
-        serial=d.serial,
-        status=d.status,
-        address=d.address,
-        address_verified_at=d.address_verified_at,
-        isd_kvn=d.isd_kvn,
-        holder_id=d.holder_id,
-        created_at=d.created_at,
-    )
 
 
 def container_out(c: Container) -> S.ContainerOut:
@@ -62,20 +31,6 @@ def container_out(c: Container) -> S.ContainerOut:
         provider_id=c.provider_id,
         contract_id=c.contract_id,
         authorization_id=c.authorization_id,
-    )
-
-
-def job_out(j: Job) -> S.JobOut:
-    return S.JobOut(
-        id=j.id,
-        kind=j.kind,
-        subject=j.subject,
-        status=j.status,
-        total=j.total,
-        done=j.done,
-        failed=j.failed,
-        created_at=j.created_at,
-        updated_at=j.updated_at,
     )
 
 
@@ -108,25 +63,14 @@ def authorization_out(o: Outcome) -> S.AuthorizationOut:
     )
 
 
-def summary_out(a: Authorization) -> S.AuthorizationSummary:
-    return S.AuthorizationSummary(
-        id=a.id,
-        status=a.status,
-        contract_id=a.contract_id,
-        device_id=a.device_id,
-        container_id=a.container_id,
-        created_at=a.created_at,
-        expires_at=a.expires_at,
-    )
-
-
 def build_router(svc: OperatorServices, auth: Authenticator) -> APIRouter:
     router = APIRouter(prefix="/v1", responses=COMMON_RESPONSES)
     Admin = Annotated[Principal, Depends(auth.require("admin"))]
     ProviderP = Annotated[Principal, Depends(auth.require("provider"))]
     ProviderOrAdmin = Annotated[Principal, Depends(auth.require("provider", "admin"))]
     HolderP = Annotated[Principal, Depends(auth.require("holder"))]
-    AnyP = Annotated[Principal, Depends(auth.require("provider", "holder", "admin"))]
+    IdpP = Annotated[Principal, Depends(auth.require("idp"))]
+    AnyP = Annotated[Principal, Depends(auth.require("provider", "holder", "idp", "admin"))]
 
     # --- anyone ------------------------------------------------------------------------------------------
     @router.get("/ca", tags=["public"], summary="The operator CA certificate (PEM)")
@@ -145,7 +89,7 @@ def build_router(svc: OperatorServices, auth: Authenticator) -> APIRouter:
         AUTHENTICATE) before recording it. A failed proof counts as a credential failure of the caller."""
         auth.limiter.check(request_source)
         try:
-            return device_out(svc.registry.check_in(device_id.lower(), body.address))
+            return S.DeviceOut.model_validate(svc.registry.check_in(device_id.lower(), body.address))
         except (Conflict, DeviceUnavailable):
             # a claim nobody proves counts against the caller (this also bounds probing through the operator)
             auth.limiter.failure(request_source)
@@ -154,7 +98,7 @@ def build_router(svc: OperatorServices, auth: Authenticator) -> APIRouter:
     # --- providers ---------------------------------------------------------------------------------------
     @router.get("/contracts", tags=["provider"], summary="The caller's contracts")
     def my_contracts(p: ProviderP) -> list[S.ContractOut]:
-        return [contract_out(c) for c in svc.registry.contracts_of(p.subject_id)]
+        return [S.ContractOut.model_validate(c) for c in svc.registry.contracts_of(p.subject_id)]
 
     @router.post(
         "/authorizations",
@@ -172,7 +116,7 @@ def build_router(svc: OperatorServices, auth: Authenticator) -> APIRouter:
 
     @router.get("/authorizations", tags=["provider"], summary="The caller's recent authorizations")
     def list_authorizations(p: ProviderP) -> list[S.AuthorizationSummary]:
-        return [summary_out(a) for a in svc.placement.of_provider(p.subject_id)]
+        return [S.AuthorizationSummary.model_validate(a) for a in svc.placement.of_provider(p.subject_id)]
 
     @router.get("/authorizations/{authorization_id}", tags=["provider"], summary="State (and bundle) of a request")
     def get_authorization(authorization_id: PathId, p: ProviderP) -> S.AuthorizationOut:
@@ -245,11 +189,15 @@ def build_router(svc: OperatorServices, auth: Authenticator) -> APIRouter:
 
     @router.post("/holder/requests/{authorization_id}/approve", tags=["holder"], summary="Approve with the code")
     def approve(authorization_id: PathId, body: S.ConsentIn, h: HolderP) -> S.AuthorizationSummary:
-        return summary_out(svc.consent.decide(h.subject_id, authorization_id, body.code, True).authorization)
+        return S.AuthorizationSummary.model_validate(
+            svc.consent.decide(h.subject_id, authorization_id, body.code, True).authorization
+        )
 
     @router.post("/holder/requests/{authorization_id}/refuse", tags=["holder"], summary="Refuse with the code")
     def refuse(authorization_id: PathId, body: S.ConsentIn, h: HolderP) -> S.AuthorizationSummary:
-        return summary_out(svc.consent.decide(h.subject_id, authorization_id, body.code, False).authorization)
+        return S.AuthorizationSummary.model_validate(
+            svc.consent.decide(h.subject_id, authorization_id, body.code, False).authorization
+        )
 
     @router.post(
         "/holder/devices/{device_id}/lost",
@@ -258,13 +206,59 @@ def build_router(svc: OperatorServices, auth: Authenticator) -> APIRouter:
         summary="Report my device lost or stolen: every container is revoked",
     )
     def report_lost(device_id: PathId, h: HolderP) -> S.JobOut:
-        return job_out(svc.revocation.report_lost(h.subject_id, device_id.lower()))
+        return S.JobOut.model_validate(svc.revocation.report_lost(h.subject_id, device_id.lower()))
+
+    # --- identity providers ------------------------------------------------------------------------------
+    @router.post("/idp/resolve", tags=["idp"], summary="The address and status of the device a handle names")
+    def idp_resolve(body: S.ResolveIn, i: IdpP) -> S.ResolvedDeviceOut:
+        """A handle is a device id or a pointer registered by this identity provider (or by staff). POST keeps
+        the handle, a pseudonym, out of URLs and access logs."""
+        found = svc.idps.resolve(i.subject_id, body.handle)
+        return S.ResolvedDeviceOut(device_id=found.device_id, address=found.address, status=found.status)
+
+    @router.post(
+        "/idp/devices/{device_id}/pointers",
+        tags=["idp"],
+        status_code=204,
+        summary="Let a pointer name a device the identity provider has just authenticated",
+    )
+    def idp_register_pointer(
+        device_id: PathId, body: S.IdpPointerIn, i: IdpP, request_source: Annotated[str, Depends(auth.source)]
+    ) -> Response:
+        """The body carries the login's proof: the challenge (which opens with its UNIX time) and the device's
+        signature. A proof that does not verify counts as a credential failure of the caller."""
+        proof = DeviceProof(bytes.fromhex(body.challenge), bytes.fromhex(body.signature))
+        try:
+            svc.idps.register_pointer(i.subject_id, device_id.lower(), body.pointer, proof)
+        except Conflict as exc:
+            if exc.code in ("identity_failed", "stale_proof"):
+                auth.limiter.failure(request_source)
+            raise
+        return Response(status_code=204)
 
     # --- operator staff ----------------------------------------------------------------------------------
+    @router.post("/admin/idps", tags=["admin"], status_code=201, summary="Register an identity provider")
+    def register_idp(body: S.IdpCreate, _: Admin) -> S.IssuedCredentialOut:
+        idp, credential = svc.idps.register(body.name)
+        return S.IssuedCredentialOut.of(idp, credential)
+
+    @router.post(
+        "/admin/idps/{idp_id}/credential",
+        tags=["admin"],
+        summary="Replace an identity provider's credentials by a new one (shown once)",
+    )
+    def rotate_idp_credential(idp_id: PathId, _: Admin) -> S.IssuedCredentialOut:
+        idp, credential = svc.idps.new_credential(idp_id)
+        return S.IssuedCredentialOut.of(idp, credential)
+
+    @router.get("/admin/idps", tags=["admin"])
+    def list_idps(_: Admin) -> list[S.IdpOut]:
+        return [S.IdpOut.model_validate(i) for i in svc.idps.all()]
+
     @router.post("/admin/providers", tags=["admin"], status_code=201, summary="Register a provider")
     def register_provider(body: S.ProviderCreate, _: Admin) -> S.IssuedCredentialOut:
         provider, credential = svc.registry.register_provider(body.name)
-        return S.IssuedCredentialOut(id=provider.id, name=provider.name, credential=credential)
+        return S.IssuedCredentialOut.of(provider, credential)
 
     @router.post(
         "/admin/providers/{provider_id}/credential",
@@ -274,15 +268,15 @@ def build_router(svc: OperatorServices, auth: Authenticator) -> APIRouter:
     def rotate_provider_credential(provider_id: PathId, _: Admin) -> S.IssuedCredentialOut:
         provider = svc.registry.provider(provider_id)
         credential = svc.registry.new_provider_credential(provider_id)
-        return S.IssuedCredentialOut(id=provider.id, name=provider.name, credential=credential)
+        return S.IssuedCredentialOut.of(provider, credential)
 
     @router.get("/admin/providers", tags=["admin"])
     def list_providers(_: Admin) -> list[S.ProviderOut]:
-        return [provider_out(p) for p in svc.registry.providers()]
+        return [S.ProviderOut.model_validate(p) for p in svc.registry.providers()]
 
     @router.post("/admin/contracts", tags=["admin"], status_code=201, summary="Create a contract")
     def create_contract(body: S.ContractCreate, _: Admin) -> S.ContractOut:
-        return contract_out(
+        return S.ContractOut.model_validate(
             svc.registry.create_contract(
                 body.provider_id,
                 ContractOption(body.option),
@@ -295,7 +289,7 @@ def build_router(svc: OperatorServices, auth: Authenticator) -> APIRouter:
 
     @router.get("/admin/contracts/{contract_id}", tags=["admin"])
     def get_contract(contract_id: PathId, _: Admin) -> S.ContractOut:
-        return contract_out(svc.registry.contract(contract_id))
+        return S.ContractOut.model_validate(svc.registry.contract(contract_id))
 
     @router.post(
         "/admin/contracts/{contract_id}/end",
@@ -304,12 +298,12 @@ def build_router(svc: OperatorServices, auth: Authenticator) -> APIRouter:
         summary="End a contract: a job revokes its containers across the fleet",
     )
     def end_contract(contract_id: PathId, _: Admin) -> S.JobOut:
-        return job_out(svc.revocation.end_contract(contract_id))
+        return S.JobOut.model_validate(svc.revocation.end_contract(contract_id))
 
     @router.post("/admin/holders", tags=["admin"], status_code=201, summary="Create a holder")
     def create_holder(body: S.HolderCreate, _: Admin) -> S.IssuedCredentialOut:
         holder, credential = svc.registry.create_holder(body.name)
-        return S.IssuedCredentialOut(id=holder.id, name=holder.name, credential=credential)
+        return S.IssuedCredentialOut.of(holder, credential)
 
     @router.post("/admin/holders/{holder_id}/devices", tags=["admin"], status_code=204, summary="Link a device")
     def link_device(holder_id: PathId, body: S.HolderLink, _: Admin) -> Response:
@@ -321,7 +315,7 @@ def build_router(svc: OperatorServices, auth: Authenticator) -> APIRouter:
         made = svc.manufacturing.manufacture(
             [ContainerPlan(c.quota, c.reserved) for c in body.containers], serial=body.serial
         )
-        base = device_out(made.device)
+        base = S.DeviceOut.model_validate(made.device)
         return S.ManufacturedOut(
             **base.model_dump(),
             certificate_pem=made.device.certificate_pem,
@@ -335,13 +329,13 @@ def build_router(svc: OperatorServices, auth: Authenticator) -> APIRouter:
         after: Annotated[str, Query(max_length=64)] = "",
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[S.DeviceOut]:
-        return [device_out(d) for d in svc.registry.devices(after=after, limit=limit)]
+        return [S.DeviceOut.model_validate(d) for d in svc.registry.devices(after=after, limit=limit)]
 
     @router.get("/admin/devices/{device_id}", tags=["admin"])
     def get_device(device_id: PathId, _: Admin) -> S.DeviceDetailOut:
         device = svc.registry.device(device_id.lower())
         containers = [container_out(c) for c in svc.registry.containers(device.id)]
-        return S.DeviceDetailOut(**device_out(device).model_dump(), containers=containers)
+        return S.DeviceDetailOut(**S.DeviceOut.model_validate(device).model_dump(), containers=containers)
 
     @router.post("/admin/devices/{device_id}/pointers", tags=["admin"], status_code=204, summary="Add a pointer")
     def add_pointer(device_id: PathId, body: S.PointerIn, _: Admin) -> Response:
@@ -360,15 +354,15 @@ def build_router(svc: OperatorServices, auth: Authenticator) -> APIRouter:
 
     @router.post("/admin/fleet/rotate-keys", tags=["admin"], status_code=202, summary="Rotate the whole fleet")
     def rotate_fleet(_: Admin) -> S.JobOut:
-        return job_out(svc.revocation.rotate_fleet())
+        return S.JobOut.model_validate(svc.revocation.rotate_fleet())
 
     @router.get("/admin/jobs", tags=["admin"])
     def list_jobs(_: Admin) -> list[S.JobOut]:
-        return [job_out(j) for j in svc.jobs.recent()]
+        return [S.JobOut.model_validate(j) for j in svc.jobs.recent()]
 
     @router.get("/admin/jobs/{job_id}", tags=["admin"])
     def get_job(job_id: PathId, _: Admin) -> S.JobOut:
-        return job_out(svc.jobs.get(job_id))
+        return S.JobOut.model_validate(svc.jobs.get(job_id))
 
     @router.get("/admin/audit", tags=["admin"], summary="Read the audit log")
     def read_audit(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -11,6 +11,12 @@ Id = Field(min_length=1, max_length=64)
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class Row(BaseModel):
+    """An answer read from the attributes of a stored row (``Row.model_validate(row)``)."""
+
+    model_config = ConfigDict(from_attributes=True)
 
 
 class ErrorDetail(BaseModel):
@@ -27,7 +33,7 @@ class ProviderCreate(Strict):
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")
 
 
-class ProviderOut(BaseModel):
+class ProviderOut(Row):
     id: str
     name: str
     created_at: int
@@ -37,6 +43,11 @@ class IssuedCredentialOut(BaseModel):
     id: str
     name: str
     credential: str = Field(description="Bearer credential; shown this once, stored only hashed")
+
+    @classmethod
+    def of(cls, owner: Any, credential: str) -> IssuedCredentialOut:
+        """The answer that hands a new credential to a provider, holder or identity provider (row ``owner``)."""
+        return cls(id=owner.id, name=owner.name, credential=credential)
 
 
 class ContractCreate(Strict):
@@ -58,7 +69,7 @@ class ContractCreate(Strict):
         return self
 
 
-class ContractOut(BaseModel):
+class ContractOut(Row):
     id: str
     provider_id: str
     option: str
@@ -92,7 +103,7 @@ class ManufactureIn(Strict):
     containers: list[ContainerSpecIn] = Field(default_factory=list, max_length=64)
 
 
-class DeviceOut(BaseModel):
+class DeviceOut(Row):
     id: str
     serial: str
     status: str
@@ -126,6 +137,38 @@ class DeviceDetailOut(DeviceOut):
 
 class PointerIn(Strict):
     pointer: str = Field(min_length=1, max_length=200)
+
+
+# --- identity providers ----------------------------------------------------------------------------------------
+class IdpCreate(Strict):
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")
+
+
+class IdpOut(Row):
+    id: str
+    name: str
+    created_at: int
+
+
+class ResolveIn(Strict):
+    handle: str = Field(min_length=1, max_length=200, description="A device id (20 hex digits) or a pointer")
+
+
+class ResolvedDeviceOut(BaseModel):
+    device_id: str
+    address: str | None = Field(description="The address of the device's last verified check-in, if any")
+    status: Literal["active", "lost", "retired"]
+
+
+class IdpPointerIn(Strict):
+    pointer: str = Field(min_length=1, max_length=200)
+    challenge: str = Field(
+        pattern=r"^[0-9a-fA-F]{64}$",
+        description="The 32-byte challenge sent to the device at login (hex): 8-byte big-endian UNIX time, 24 random",
+    )
+    signature: str = Field(
+        pattern=r"^(?:[0-9a-fA-F]{2}){8,80}$", description="The device's INTERNAL AUTHENTICATE answer (hex)"
+    )
 
 
 class CheckInIn(Strict):
@@ -193,7 +236,7 @@ class AuthorizationOut(BaseModel):
     bundle: BundleOut | None = None
 
 
-class AuthorizationSummary(BaseModel):
+class AuthorizationSummary(Row):
     id: str
     status: str
     contract_id: str
@@ -234,7 +277,7 @@ class ConsentRequestOut(BaseModel):
 
 
 # --- jobs and audit ------------------------------------------------------------------------------------------
-class JobOut(BaseModel):
+class JobOut(Row):
     id: str
     kind: str
     subject: str

@@ -65,6 +65,7 @@ class AuthorizationStatus(StrEnum):
 class CredentialKind(StrEnum):
     PROVIDER = "provider"
     HOLDER = "holder"
+    IDP = "idp"
 
 
 class JobKind(StrEnum):
@@ -111,11 +112,22 @@ class Device(Base):
 
 
 class DevicePointer(Base):
-    """An opaque handle (e.g. handed out by the identity provider) that names a device."""
+    """An opaque handle (e.g. handed out by the identity provider) that names a device. ``idp_id`` is the
+    identity provider that registered it (None: the operator's staff)."""
 
     __tablename__ = "device_pointers"
     pointer: Mapped[str] = mapped_column(String(200), primary_key=True)
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), index=True)
+    idp_id: Mapped[str | None] = mapped_column(ForeignKey("identity_providers.id"), nullable=True, index=True)
+
+
+class IdentityProvider(Base):
+    """An identity provider the operator lets resolve device handles and register pointers."""
+
+    __tablename__ = "identity_providers"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
 
 
 class Provider(Base):

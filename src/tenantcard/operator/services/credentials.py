@@ -1,4 +1,4 @@
-"""Bearer credentials of providers and holders, the staff credential, and the per-source failure limit.
+"""Bearer credentials of providers, holders and identity providers, the staff credential, and the per-source failure limit.
 
 A credential reads ``tc<kind>_<key id>.<secret>``: the key id finds the row, the 256-bit secret is checked
 against ``HMAC-SHA256(pepper, secret)`` in constant time. The pepper is derived from a random seed kept
@@ -21,14 +21,14 @@ from tenantcard.operator.services.core import Env
 from tenantcard.operator.services.custody import credential_hash, derive_pepper
 from tenantcard.operator.services.errors import RateLimited, Unauthenticated
 
-_PREFIX = {CredentialKind.PROVIDER: "tcp", CredentialKind.HOLDER: "tch"}
+_PREFIX = {CredentialKind.PROVIDER: "tcp", CredentialKind.HOLDER: "tch", CredentialKind.IDP: "tci"}
 _PEPPER_NAME = "credential-pepper"
 _MAX_TOKEN = 200
 
 
 @dataclass(frozen=True)
 class Principal:
-    kind: str  # "admin", "provider" or "holder"
+    kind: str  # "admin", "provider", "holder" or "idp"
     subject_id: str
 
     @property
@@ -85,7 +85,7 @@ class Credentials:
                     cred.revoked_at = env.now()
 
     def authenticate(self, token: str) -> Principal:
-        """The principal a provider or holder credential names; Unauthenticated otherwise."""
+        """The principal a provider, holder or identity-provider credential names; Unauthenticated otherwise."""
         bad = Unauthenticated("invalid credential")
         if len(token) > _MAX_TOKEN or "_" not in token or "." not in token:
             raise bad

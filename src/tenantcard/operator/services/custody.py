@@ -16,8 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from tenantcard.crypto.scp03.keys import StaticKeys
-from tenantcard.keyvault import KeyVaultError
-from tenantcard.keyvault import KeyVault, open_vault
+from tenantcard.keyvault import KeyVault, KeyVaultError, open_vault
 
 
 class CustodyError(Exception):

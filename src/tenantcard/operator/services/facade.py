@@ -9,6 +9,7 @@ from tenantcard.operator.services.consent import Consent
 from tenantcard.operator.services.core import Env
 from tenantcard.operator.services.credentials import Credentials
 from tenantcard.operator.services.device_ops import DeviceOps
+from tenantcard.operator.services.idps import IdentityProviders
 from tenantcard.operator.services.jobs import JobRunner, Jobs, WorkItem
 from tenantcard.operator.services.manufacturing import Manufacturing
 from tenantcard.operator.services.placement import Placement
@@ -25,6 +26,7 @@ class OperatorServices:
     ops: DeviceOps = field(init=False)
     manufacturing: Manufacturing = field(init=False)
     registry: Registry = field(init=False)
+    idps: IdentityProviders = field(init=False)
     placement: Placement = field(init=False)
     consent: Consent = field(init=False)
     jobs: Jobs = field(init=False)
@@ -36,6 +38,7 @@ class OperatorServices:
         self.ops = DeviceOps(env)
         self.manufacturing = Manufacturing(env)
         self.registry = Registry(env, self.credentials, self.manufacturing.ca_certificate)
+        self.idps = IdentityProviders(env, self.credentials, self.manufacturing.ca_certificate)
         self.placement = Placement(env, self.ops)
         self.consent = Consent(env, self.placement)
         self.jobs = Jobs(env)

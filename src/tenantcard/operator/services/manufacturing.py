@@ -101,9 +101,8 @@ class Manufacturing:
     ) -> Manufactured:
         # The factory step: the one place the operator writes a device's own store.
         from tenantcard.device.errors import StoreError
-        from tenantcard.keyvault import KeyVaultError
-        from tenantcard.keyvault import open_vault
         from tenantcard.device.provision import ContainerSpec, DeviceSpec, create_device_store
+        from tenantcard.keyvault import KeyVaultError, open_vault
 
         env = self._env
         settings = env.settings
