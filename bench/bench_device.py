@@ -27,7 +27,6 @@ import os
 import sqlite3
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -190,8 +189,7 @@ class _Rig:
 
     def isd_session(self, card: Card) -> IsdSession:
         session = IsdSession(LocalConnection(card))
-        if card is not self.floor_isd:
-            session.select()
+        session.select()
         return session
 
 
@@ -278,12 +276,11 @@ def run(quick: bool) -> list[Figure]:
             # ISD handshake: the sequence counter is durable before the INITIALIZE UPDATE answer.
             isd = rig.isd_session(rig.device.connect())
             floor_isd = rig.isd_session(rig.floor_isd)
-            handshake: Callable[[IsdSession], None] = lambda s: s.authenticate(gp_test_keys())  # noqa: E731
             figures.append(
                 compared(
                     "device.isd_handshake",
-                    lambda: handshake(isd),
-                    lambda: handshake(floor_isd),
+                    lambda: isd.authenticate(gp_test_keys()),
+                    lambda: floor_isd.authenticate(gp_test_keys()),
                     "INITIALIZE UPDATE + EXTERNAL AUTHENTICATE to the ISD (counter fsynced before the answer, "
                     "GP Amd D §6.2.2.1); floor: the same Scp03Card handshake + one durable UPDATE of the counter",
                     "ratio <= 1.2",

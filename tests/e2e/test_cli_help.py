@@ -11,9 +11,9 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
-from tests.support.paths import REPO_ROOT
 
 from tenantcard.cli.main import ROLES, cli
+from tests.support.paths import REPO_ROOT
 
 
 def walk(command: click.Command, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], click.Command]]:

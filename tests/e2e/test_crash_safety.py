@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from tests.support.transports import ServeProcess, run_cli
 
 from tenantcard.client.container import ContainerSession
 from tenantcard.client.errors import ClientError, StatusError
@@ -31,6 +30,7 @@ from tenantcard.device.provision import gp_test_keys
 from tenantcard.keyvault import FileKeyVault
 from tenantcard.transport.base import LocalConnection, TransportError
 from tenantcard.wire.gp import container_aid
+from tests.support.transports import ServeProcess, run_cli
 
 KILLS = int(os.environ.get("TENANTCARD_CRASH_KILLS", "40"))
 NAMES = [f"obj-{i}".encode() for i in range(6)]

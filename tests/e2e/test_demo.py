@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from tests.support.paths import REPO_ROOT
 
 from tenantcard.cli.main import cli
+from tests.support.paths import REPO_ROOT
 
 PROVIDERS = ("bank", "mail", "vpn")
 HOLDER_PIN = "864021357908"  # distinctive: a 12-digit PIN cannot hide among ports, pids and time steps

@@ -16,7 +16,6 @@ import pytest
 from click.testing import CliRunner, Result
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.support.transports import ServeProcess, run_cli
 
 from tenantcard.cli.device import device as device_cli
 from tenantcard.client.container import ContainerSession
@@ -31,6 +30,7 @@ from tenantcard.wire.apdu import CommandApdu, ResponseApdu
 from tenantcard.wire.gp import ISD_AID, Cla, Ins
 from tenantcard.wire.sw import SW
 from tenantcard.wire.tenant import Access
+from tests.support.transports import ServeProcess, run_cli
 
 SELECT_ISD = CommandApdu(0x00, Ins.SELECT, 0x04, 0x00, ISD_AID, le=256).to_bytes()
 GET_STATUS_ISD = CommandApdu(Cla.GP, Ins.GET_STATUS, 0x80, 0x02, bytes.fromhex("4F00"), le=256)

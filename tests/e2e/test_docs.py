@@ -12,13 +12,13 @@ import click
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from tests.support.paths import REPO_ROOT
 
 from tenantcard.cli.main import cli
 from tenantcard.idp.app import create_app as create_idp
 from tenantcard.idp.settings import IdpSettings
 from tenantcard.operator.app import create_app as create_operator
 from tenantcard.operator.settings import OperatorSettings
+from tests.support.paths import REPO_ROOT
 
 README = REPO_ROOT / "README.md"
 DOCS = REPO_ROOT / "docs"

@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from tests.support.transports import CardConnector
 
 from tenantcard.client.container import ContainerSession
 from tenantcard.client.errors import StatusError
@@ -29,6 +28,7 @@ from tenantcard.transport.base import Connection
 from tenantcard.wire.gp import LifeCycle
 from tenantcard.wire.sw import SW
 from tenantcard.wire.tenant import Access
+from tests.support.transports import CardConnector
 
 Connect = Callable[[], Connection]
 

@@ -13,8 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.support.transports import CardConnector
-from tests.unit.programs import cases
 
 from tenantcard.client.container import ContainerSession
 from tenantcard.client.errors import StatusError
@@ -39,6 +37,8 @@ from tenantcard.wire.gp import Cla, container_aid
 from tenantcard.wire.programs import LoadFile, ProgramKeyType, ProgramSW
 from tenantcard.wire.sw import SW
 from tenantcard.wire.tenant import Access
+from tests.support.transports import CardConnector
+from tests.unit.programs import cases
 
 QUOTA = 256 * 1024
 

@@ -15,16 +15,6 @@ from click.testing import CliRunner, Result
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from tests.integration.operator.conftest import LiveOperator, manufacture, operator_settings
-from tests.support.oath_vectors import (
-    HOTP_RFC4226,
-    HOTP_SECRET,
-    OCRA_PIN,
-    OCRA_RFC6287,
-    TOTP_RFC6238,
-    TOTP_SEEDS,
-)
-from tests.support.provider_rig import Rig
 
 from tenantcard.cli.main import cli
 from tenantcard.client.challenge import ChallengeClient
@@ -41,6 +31,16 @@ from tenantcard.provider.keystore import FileKeystore
 from tenantcard.provider.sdk import AuthorizationBundle, OperatorClient, Provider, tcp_connect
 from tenantcard.wire.sw import SW
 from tenantcard.wire.tenant import Access
+from tests.integration.operator.conftest import LiveOperator, manufacture, operator_settings
+from tests.support.oath_vectors import (
+    HOTP_RFC4226,
+    HOTP_SECRET,
+    OCRA_PIN,
+    OCRA_RFC6287,
+    TOTP_RFC6238,
+    TOTP_SEEDS,
+)
+from tests.support.provider_rig import Rig
 
 HOLDER_PIN = "246810"
 

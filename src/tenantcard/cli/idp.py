@@ -6,12 +6,12 @@ import json
 import secrets
 import time
 from pathlib import Path
-from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
+from tenantcard.cli.service_options import SettingsTarget, settings_options
 from tenantcard.idp.app import open_idp_vault
 from tenantcard.idp.db.engine import make_engine, upgrade
 from tenantcard.idp.db.repositories import IdpRepository
@@ -21,16 +21,8 @@ from tenantcard.idp.oidc.clients import ClientService
 from tenantcard.idp.oidc.keys import KeyService
 from tenantcard.idp.settings import IdpSettings, load_settings
 from tenantcard.keyvault import KeyVault
-from tenantcard.settings import SettingsError
 
 console = Console()
-
-
-def _settings(config: Path | None, **overrides: Any) -> IdpSettings:
-    try:
-        return load_settings(config, **overrides)
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from exc
 
 
 def _vault(settings: IdpSettings) -> KeyVault:
@@ -61,15 +53,14 @@ def _listen(value: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-_config = click.option(
-    "--config", type=click.Path(dir_okay=False, path_type=Path), help="TOML file with the settings (see docs/oidc.md)."
-)
-_db = click.option("--db", "db_url", help="SQLAlchemy URL of the IdP database (default sqlite:///idp.db).")
-_vault_option = click.option(
-    "--vault",
-    "vault_uri",
-    help="Key vault sealing the signing keys and pairwise secret: file:PATH or pkcs11:module=...;token=...;key=... "
-    "(PIN in TENANTCARD_PKCS11_PIN). Default: file:<database>.master.key beside a SQLite database.",
+_Target = SettingsTarget[IdpSettings]
+_common = settings_options(
+    load_settings,
+    config_help="TOML file with the settings (see docs/oidc.md).",
+    db_help="SQLAlchemy URL of the IdP database (default sqlite:///idp.db).",
+    vault_help="Key vault sealing the signing keys and pairwise secret: file:PATH or "
+    "pkcs11:module=...;token=...;key=... (PIN in TENANTCARD_PKCS11_PIN). Default: file:<database>.master.key "
+    "beside a SQLite database.",
 )
 
 
@@ -79,9 +70,8 @@ def idp() -> None:
 
 
 @idp.command()
-@_config
+@_common
 @click.option("--listen", default="127.0.0.1:8600", show_default=True, help="HOST:PORT to serve on.")
-@_db
 @click.option("--issuer", help="Issuer URL (iss) as relying parties reach it, e.g. https://idp.example.")
 @click.option("--operator", "operator_url", help="Operator service URL (device directory: handles, status).")
 @click.option(
@@ -94,16 +84,13 @@ def idp() -> None:
     "--operator-token",
     help="The IdP credential from `tenantcard operator idp register` (or TENANTCARD_IDP_OPERATOR_TOKEN).",
 )
-@_vault_option
 def serve(
-    config: Path | None,
+    target: _Target,
     listen: str,
-    db_url: str | None,
     issuer: str | None,
     operator_url: str | None,
     operator_ca_pem: Path | None,
     operator_token: str | None,
-    vault_uri: str | None,
 ) -> None:
     """Serve discovery, JWKS, /authorize, /token and /userinfo over HTTP."""
     import uvicorn
@@ -111,14 +98,11 @@ def serve(
     from tenantcard.idp.app import create_app
 
     host, port = _listen(listen)
-    settings = _settings(
-        config,
-        db_url=db_url,
+    settings = target.settings(
         issuer=issuer or f"http://{host}:{port}",
         operator_url=operator_url,
         operator_ca_pem=operator_ca_pem,
         operator_token=operator_token,
-        vault_uri=vault_uri,
     )
     try:
         app = create_app(settings)
@@ -134,9 +118,7 @@ def client() -> None:
 
 
 @client.command("add")
-@_config
-@_db
-@_vault_option
+@_common
 @click.option("--name", required=True, help="Display name of the provider.")
 @click.option("--redirect-uri", "redirect_uris", multiple=True, required=True, help="Exact redirect URI (repeatable).")
 @click.option(
@@ -149,9 +131,7 @@ def client() -> None:
 @click.option("--sector", help="Sector identifier (needed when redirect URIs span several hosts).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def client_add(
-    config: Path | None,
-    db_url: str | None,
-    vault_uri: str | None,
+    target: _Target,
     name: str,
     redirect_uris: tuple[str, ...],
     disclosure: str,
@@ -159,7 +139,7 @@ def client_add(
     as_json: bool,
 ) -> None:
     """Register a client. The secret is printed once and only its hash is kept."""
-    repository = _repository(_settings(config, db_url=db_url, vault_uri=vault_uri))
+    repository = _repository(target.settings())
     service = ClientService(repository, time.time, secrets.token_bytes)
     try:
         new = service.register(name, list(redirect_uris), Disclosure(disclosure), sector)
@@ -173,13 +153,11 @@ def client_add(
 
 
 @client.command("list")
-@_config
-@_db
-@_vault_option
+@_common
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def client_list(config: Path | None, db_url: str | None, vault_uri: str | None, as_json: bool) -> None:
+def client_list(target: _Target, as_json: bool) -> None:
     """List registered clients (never their secrets)."""
-    clients = _repository(_settings(config, db_url=db_url, vault_uri=vault_uri)).list_clients()
+    clients = _repository(target.settings()).list_clients()
     if as_json:
         rows = [
             {
@@ -207,23 +185,19 @@ def keys() -> None:
 
 
 @keys.command("rotate")
-@_config
-@_db
-@_vault_option
-def keys_rotate(config: Path | None, db_url: str | None, vault_uri: str | None) -> None:
+@_common
+def keys_rotate(target: _Target) -> None:
     """Start signing with a new key; the old one stays in the JWKS until its tokens have expired."""
-    service = _keys(_settings(config, db_url=db_url, vault_uri=vault_uri))
+    service = _keys(target.settings())
     service.ensure_key()
     console.print(f"new signing key: [bold]{service.rotate()}[/]")
 
 
 @keys.command("list")
-@_config
-@_db
-@_vault_option
-def keys_list(config: Path | None, db_url: str | None, vault_uri: str | None) -> None:
+@_common
+def keys_list(target: _Target) -> None:
     """List signing keys: active, or retired and published until when."""
-    service = _keys(_settings(config, db_url=db_url, vault_uri=vault_uri))
+    service = _keys(target.settings())
     table = Table("kid", "created", "state")
     for column in table.columns:
         column.overflow = "fold"

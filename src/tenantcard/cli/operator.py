@@ -3,16 +3,16 @@ directly, with the same services as the REST API)."""
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
+
+from tenantcard.cli.service_options import SettingsTarget, settings_options
 
 
 @contextmanager
@@ -36,45 +36,31 @@ def _errors() -> Iterator[None]:
         raise click.ClickException(f"migration: {exc}") from exc
 
 
-@dataclass(frozen=True)
-class _Target:
-    """The operator's settings as a command names them: ``--config``, ``--db``, ``--vault``."""
+def _load_settings(config: Path | None, **overrides: Any) -> Any:
+    from tenantcard.operator.settings import load_settings
 
-    config: Path | None
-    db_url: str | None
-    vault_uri: str | None
+    return load_settings(config, **overrides)
 
-    def settings(self, **extra: Any) -> Any:
-        from tenantcard.operator.settings import load_settings
-        from tenantcard.settings import SettingsError
 
+_Target = SettingsTarget[Any]
+_common = settings_options(
+    _load_settings,
+    config_help="TOML settings file",
+    db_help="Database URL (sqlite:///FILE or postgresql+psycopg://...)",
+    vault_help="Master key vault (file:PATH or pkcs11:...)",
+)
+
+
+@contextmanager
+def _services(target: _Target) -> Iterator[Any]:
+    from tenantcard.operator.app import build_services
+
+    with _errors():
+        svc = build_services(target.settings())
         try:
-            return load_settings(self.config, db_url=self.db_url, vault_uri=self.vault_uri, **extra)
-        except SettingsError as exc:
-            raise click.ClickException(str(exc)) from exc
-
-    @contextmanager
-    def services(self) -> Iterator[Any]:
-        from tenantcard.operator.app import build_services
-
-        with _errors():
-            svc = build_services(self.settings())
-            try:
-                yield svc
-            finally:
-                svc.env.db.dispose()
-
-
-def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``--config``, ``--db`` and ``--vault``, handed to the command as its first argument (a ``_Target``)."""
-
-    @functools.wraps(fn)
-    def command(*, config: Path | None, db_url: str | None, vault_uri: str | None, **kwargs: Any) -> Any:
-        return fn(_Target(config, db_url, vault_uri), **kwargs)
-
-    command = click.option("--vault", "vault_uri", help="Master key vault (file:PATH or pkcs11:...)")(command)
-    command = click.option("--db", "db_url", help="Database URL (sqlite:///FILE or postgresql+psycopg://...)")(command)
-    return click.option("--config", type=click.Path(dir_okay=False, path_type=Path), help="TOML settings file")(command)
+            yield svc
+        finally:
+            svc.env.db.dispose()
 
 
 def _echo_json(value: Any) -> None:
@@ -172,7 +158,7 @@ def manufacture(
         raise click.ClickException("--reserved must not exceed --quota")
     if store is not None and store.exists():
         raise click.ClickException(f"{store} exists already")
-    with target.services() as svc:
+    with _services(target) as svc:
         made = svc.manufacturing.manufacture(
             [ContainerPlan(quota, reserved) for _ in range(containers)],
             serial=serial,
@@ -193,7 +179,7 @@ def manufacture(
 @_common
 def list_devices(target: _Target) -> None:
     """Devices with their address and status."""
-    with target.services() as svc:
+    with _services(target) as svc:
         for d in svc.registry.devices(limit=1000):
             click.echo(f"{d.id}  {d.serial:<20} {d.status:<7} {d.address or '-'}")
 
@@ -204,7 +190,7 @@ def list_devices(target: _Target) -> None:
 @click.argument("address")
 def checkin(target: _Target, device_id: str, address: str) -> None:
     """Record ADDRESS for DEVICE_ID once the device there proves its identity."""
-    with target.services() as svc:
+    with _services(target) as svc:
         d = svc.registry.check_in(device_id.lower(), address)
     click.echo(f"{d.id} at {d.address}")
 
@@ -215,7 +201,7 @@ def checkin(target: _Target, device_id: str, address: str) -> None:
 @click.argument("pointer")
 def pointer(target: _Target, device_id: str, pointer: str) -> None:
     """Let POINTER (an opaque handle, e.g. from the identity provider) name DEVICE_ID."""
-    with target.services() as svc:
+    with _services(target) as svc:
         svc.registry.add_pointer(device_id.lower(), pointer)
     click.echo("pointer added")
 
@@ -231,7 +217,7 @@ def provider() -> None:
 @click.argument("name")
 def register(target: _Target, name: str) -> None:
     """Register provider NAME and print its credential (shown this once)."""
-    with target.services() as svc:
+    with _services(target) as svc:
         p, credential = svc.registry.register_provider(name)
     _echo_json({"provider_id": p.id, "name": p.name, "credential": credential})
 
@@ -241,7 +227,7 @@ def register(target: _Target, name: str) -> None:
 @click.argument("provider_id")
 def rotate_credential(target: _Target, provider_id: str) -> None:
     """Revoke every credential of PROVIDER_ID and print a new one (shown this once)."""
-    with target.services() as svc:
+    with _services(target) as svc:
         credential = svc.registry.new_provider_credential(provider_id)
     _echo_json({"provider_id": provider_id, "credential": credential})
 
@@ -257,7 +243,7 @@ def idp_admin() -> None:
 @click.argument("name")
 def register_idp(target: _Target, name: str) -> None:
     """Register identity provider NAME and print its credential (shown this once)."""
-    with target.services() as svc:
+    with _services(target) as svc:
         i, credential = svc.idps.register(name)
     _echo_json({"idp_id": i.id, "name": i.name, "credential": credential})
 
@@ -267,7 +253,7 @@ def register_idp(target: _Target, name: str) -> None:
 @click.argument("idp_id")
 def rotate_idp_credential(target: _Target, idp_id: str) -> None:
     """Revoke every credential of IDP_ID and print a new one (shown this once)."""
-    with target.services() as svc:
+    with _services(target) as svc:
         _, credential = svc.idps.new_credential(idp_id)
     _echo_json({"idp_id": idp_id, "credential": credential})
 
@@ -276,7 +262,7 @@ def rotate_idp_credential(target: _Target, idp_id: str) -> None:
 @_common
 def list_idps(target: _Target) -> None:
     """List identity providers (never their credentials)."""
-    with target.services() as svc:
+    with _services(target) as svc:
         _echo_json([{"idp_id": i.id, "name": i.name, "created_at": i.created_at} for i in svc.idps.all()])
 
 
@@ -305,7 +291,7 @@ def create_contract(
     """Create a contract for a provider."""
     from tenantcard.operator.db.models import ContractOption
 
-    with target.services() as svc:
+    with _services(target) as svc:
         c = svc.registry.create_contract(
             provider_id,
             ContractOption(option),
@@ -325,7 +311,7 @@ def create_contract(
 @click.option("--wait/--no-wait", default=False, help="Run the revocation job here until it finishes")
 def end_contract(target: _Target, contract_id: str, wait: bool) -> None:
     """End a contract: a job revokes every container placed under it (the serving operator runs it)."""
-    with target.services() as svc:
+    with _services(target) as svc:
         job = svc.revocation.end_contract(contract_id)
         if wait:
             job = _run_job(svc, job.id)
@@ -354,7 +340,7 @@ def holder_admin() -> None:
 @click.argument("name")
 def create_holder(target: _Target, name: str) -> None:
     """Create holder NAME and print their credential (shown this once)."""
-    with target.services() as svc:
+    with _services(target) as svc:
         h, credential = svc.registry.create_holder(name)
     _echo_json({"holder_id": h.id, "name": h.name, "credential": credential})
 
@@ -365,7 +351,7 @@ def create_holder(target: _Target, name: str) -> None:
 @click.argument("device_id")
 def link(target: _Target, holder_id: str, device_id: str) -> None:
     """Link DEVICE_ID to HOLDER_ID."""
-    with target.services() as svc:
+    with _services(target) as svc:
         svc.registry.link_device(holder_id, device_id.lower())
     click.echo("linked")
 
@@ -380,7 +366,7 @@ def audit() -> None:
 @_common
 def verify(target: _Target) -> None:
     """Check the hash chain; exits 1 and names the first bad entry if anything was edited or removed."""
-    with target.services() as svc, svc.env.db.transaction() as s:
+    with _services(target) as svc, svc.env.db.transaction() as s:
         report = svc.env.audit.verify(s)
     if not report.ok:
         click.echo(f"audit log TAMPERED: {report.problem} (first bad entry {report.first_bad_seq})", err=True)
@@ -394,7 +380,7 @@ def verify(target: _Target) -> None:
 @click.option("--limit", type=click.IntRange(1, 10000), default=50)
 def show(target: _Target, after: int, limit: int) -> None:
     """Print audit entries."""
-    with target.services() as svc, svc.env.db.transaction() as s:
+    with _services(target) as svc, svc.env.db.transaction() as s:
         records = svc.env.audit.read(s, after=after, limit=limit)
     for r in records:
         click.echo(
@@ -416,7 +402,7 @@ def rotate(target: _Target, device_id: str | None, fleet: bool, wait: bool) -> N
     """Replace the operator key set of one device (--device) or of the fleet (--fleet)."""
     if bool(device_id) == fleet:
         raise click.ClickException("give exactly one of --device ID or --fleet")
-    with target.services() as svc:
+    with _services(target) as svc:
         if device_id:
             kvn = svc.revocation.rotate_device(device_id.lower())
             click.echo(f"{device_id.lower()}: operator keys rotated to KVN {kvn:#04x}")
@@ -431,5 +417,5 @@ def rotate(target: _Target, device_id: str | None, fleet: bool, wait: bool) -> N
 @_common
 def ca(target: _Target) -> None:
     """Print the operator CA certificate (PEM)."""
-    with target.services() as svc:
+    with _services(target) as svc:
         click.echo(svc.manufacturing.ca_pem(), nl=False)

@@ -75,6 +75,7 @@ def test_serve_answers_discovery(tmp_path: Path) -> None:
 
     import httpx
     from cryptography.hazmat.primitives import serialization
+
     from tests.unit.idp.idp_support import new_ca
 
     pem = tmp_path / "ca.pem"

@@ -14,6 +14,15 @@ import httpx
 import pytest
 from authlib.common.security import generate_token
 from authlib.integrations.httpx_client import OAuth2Client, OAuthError
+
+from tenantcard.client.isd import IsdSession
+from tenantcard.crypto.identity import verify_device_auth
+from tenantcard.idp.app import create_app
+from tenantcard.idp.login.directory import DeviceStatus
+from tenantcard.idp.oidc.clients import ClientService, NewClient
+from tenantcard.idp.settings import IdpSettings
+from tenantcard.provider.oidc import OidcClient, TokenError
+from tenantcard.transport.tcp_client import connect
 from tests.unit.idp.idp_support import (
     REDIRECT_A,
     REDIRECT_B,
@@ -25,15 +34,6 @@ from tests.unit.idp.idp_support import (
     running_device,
     serve_http,
 )
-
-from tenantcard.client.isd import IsdSession
-from tenantcard.crypto.identity import verify_device_auth
-from tenantcard.idp.app import create_app
-from tenantcard.idp.login.directory import DeviceStatus
-from tenantcard.idp.oidc.clients import ClientService, NewClient
-from tenantcard.idp.settings import IdpSettings
-from tenantcard.provider.oidc import OidcClient, TokenError
-from tenantcard.transport.tcp_client import connect
 
 pytestmark = pytest.mark.postgres
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import schemathesis
 from hypothesis import HealthCheck, settings
-from tests.unit.idp.idp_support import REDIRECT_A, InMemoryDirectory, new_ca
 
 from tenantcard.idp.app import create_app
 from tenantcard.idp.oidc.clients import ClientService
 from tenantcard.idp.settings import IdpSettings
+from tests.unit.idp.idp_support import REDIRECT_A, InMemoryDirectory, new_ca
 
 # One app on an in-memory SQLite database for the whole module (schemathesis builds its tests at collection).
 _vault_dir = tempfile.TemporaryDirectory()

@@ -16,8 +16,6 @@ from authlib.integrations.httpx_client import OAuth2Client
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import SecretStr
-from tests.integration.operator.conftest import LiveOperator, manufacture, operator_settings, wait_job
-from tests.unit.idp.idp_support import bound_socket, serve_http
 
 from tenantcard.client.container import ContainerSession
 from tenantcard.client.pki import PkiClient
@@ -28,6 +26,8 @@ from tenantcard.provider.keystore import FileKeystore
 from tenantcard.provider.oidc import IdToken, OidcClient
 from tenantcard.provider.sdk import OperatorClient, Provider
 from tenantcard.transport.tcp_client import connect
+from tests.integration.operator.conftest import LiveOperator, manufacture, operator_settings, wait_job
+from tests.unit.idp.idp_support import bound_socket, serve_http
 
 REDIRECT = "https://bank.example/callback"
 

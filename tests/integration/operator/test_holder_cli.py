@@ -4,10 +4,10 @@ with the one-time code, report my device lost."""
 from __future__ import annotations
 
 from click.testing import CliRunner
-from tests.integration.operator.conftest import LiveOperator, manufacture, wait_job
-from tests.integration.operator.test_operator_flow import request
 
 from tenantcard.cli.main import cli
+from tests.integration.operator.conftest import LiveOperator, manufacture, wait_job
+from tests.integration.operator.test_operator_flow import request
 
 
 def test_holder_command_line(live_operator: LiveOperator) -> None:

@@ -9,10 +9,10 @@ import time
 from typing import Any
 
 import httpx
-from tests.integration.operator.conftest import LiveOperator, RunningDevice, manufacture, wait_job
 
 from tenantcard.client.isd import IsdSession
 from tenantcard.transport.tcp_client import connect
+from tests.integration.operator.conftest import LiveOperator, RunningDevice, manufacture, wait_job
 
 
 def signed(device: RunningDevice, issued_at: float | None = None) -> dict[str, str]:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from tests.integration.operator.conftest import ADMIN, RunningDevice, manufacture, wait_job
 from tests.integration.operator.test_operator_flow import device_states, request, take_ownership
 

@@ -10,11 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.integration.operator.conftest import LiveOperator, RunningDevice, manufacture, wait_job
 
 from tenantcard.client.container import ContainerSession
 from tenantcard.crypto.scp03.keys import StaticKeys
 from tenantcard.transport.tcp_client import connect
+from tests.integration.operator.conftest import LiveOperator, RunningDevice, manufacture, wait_job
 
 
 def take_ownership(bundle: dict[str, Any]) -> StaticKeys:

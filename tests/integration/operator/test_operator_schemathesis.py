@@ -16,10 +16,10 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from tests.integration.operator.conftest import ADMIN
 
 from tenantcard.operator.app import create_app
 from tenantcard.operator.settings import OperatorSettings
+from tests.integration.operator.conftest import ADMIN
 
 # One app on its own SQLite file for the whole module (schemathesis builds its tests at collection).
 _dir = Path(tempfile.mkdtemp(prefix="operator-schemathesis-"))

@@ -20,7 +20,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from tests.integration.pcsc.vpcd import OPENSC_CONF, claim_ports, reader_name
 
 from tenantcard.cli.device import pcsc_exposures
 from tenantcard.client.container import ContainerSession
@@ -35,6 +34,7 @@ from tenantcard.transport.pcsc_bridge import BridgeSet
 from tenantcard.transport.pcsc_client import wait_for_card, wait_for_removal
 from tenantcard.wire.gp import container_aid
 from tenantcard.wire.piv import KeyRef
+from tests.integration.pcsc.vpcd import OPENSC_CONF, claim_ports, reader_name
 
 CARD_TIMEOUT = 8.0
 CONTAINERS = 3

@@ -12,9 +12,6 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from tests.integration.pcsc.vpcd import claim_ports, reader_name
-from tests.support.services import vpcd_ports
-from tests.support.transports import ECHO_ATR, INS_FAIL, CardConnector, EchoSlot, echo_apdu, parse_echo
 
 from tenantcard.transport.pcsc_bridge import BridgeError, VpcdBridge, parse_pcsc_target
 from tenantcard.transport.pcsc_client import (
@@ -25,6 +22,9 @@ from tenantcard.transport.pcsc_client import (
     wait_for_card,
     wait_for_removal,
 )
+from tests.integration.pcsc.vpcd import claim_ports, reader_name
+from tests.support.services import vpcd_ports
+from tests.support.transports import ECHO_ATR, INS_FAIL, CardConnector, EchoSlot, echo_apdu, parse_echo
 
 pytestmark = pytest.mark.pcsc
 

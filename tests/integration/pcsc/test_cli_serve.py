@@ -7,12 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.integration.pcsc.vpcd import claim_ports, reader_name
 
 from tenantcard.transport.pcsc_client import PcscConnection, card_present, wait_for_card, wait_for_removal
 from tenantcard.wire.apdu import CommandApdu, ResponseApdu
 from tenantcard.wire.gp import ISD_AID
 from tenantcard.wire.sw import SW
+from tests.integration.pcsc.vpcd import claim_ports, reader_name
 
 pytestmark = pytest.mark.pcsc
 

@@ -10,6 +10,13 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
+
+from tenantcard.client.piv import PivError, PivHolder
+from tenantcard.transport.pcsc_client import PcscConnection, card_present, wait_for_card, wait_for_removal
+from tenantcard.wire.apdu import CommandApdu, ResponseApdu
+from tenantcard.wire.gp import ISD_AID, container_aid
+from tenantcard.wire.piv import DataTag, KeyRef
+from tenantcard.wire.sw import SW
 from tests.integration.pcsc.conftest import (
     CARD_TIMEOUT,
     PIN,
@@ -20,13 +27,6 @@ from tests.integration.pcsc.conftest import (
     take_over,
 )
 from tests.integration.pcsc.vpcd import OPENSC_MODULE
-
-from tenantcard.client.piv import PivError, PivHolder
-from tenantcard.transport.pcsc_client import PcscConnection, card_present, wait_for_card, wait_for_removal
-from tenantcard.wire.apdu import CommandApdu, ResponseApdu
-from tenantcard.wire.gp import ISD_AID, container_aid
-from tenantcard.wire.piv import DataTag, KeyRef
-from tenantcard.wire.sw import SW
 
 pytestmark = pytest.mark.pcsc
 

@@ -11,8 +11,6 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
-from tests.integration.pcsc.conftest import PIN, PUK, issue
-from tests.support.transports import CardConnector
 
 from tenantcard.cli.device import ContainerSlot
 from tenantcard.client.container import ContainerSession
@@ -26,6 +24,8 @@ from tenantcard.wire.apdu import CommandApdu, ResponseApdu
 from tenantcard.wire.gp import container_aid
 from tenantcard.wire.piv import PIV_AID, DataTag, KeyRef
 from tenantcard.wire.sw import SW
+from tests.integration.pcsc.conftest import PIN, PUK, issue
+from tests.support.transports import CardConnector
 
 
 @pytest.fixture

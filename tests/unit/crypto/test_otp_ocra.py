@@ -5,16 +5,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from tests.support.oath_vectors import (
-    HOTP_RFC4226,
-    HOTP_SECRET,
-    OCRA_PIN,
-    OCRA_PIN_SHA1,
-    OCRA_RFC6287,
-    TOTP_RFC6238,
-    TOTP_SEEDS,
-    OcraVector,
-)
 
 from tenantcard.crypto.ocra import (
     OcraError,
@@ -33,6 +23,16 @@ from tenantcard.crypto.otp import (
     hotp,
     time_step,
     totp,
+)
+from tests.support.oath_vectors import (
+    HOTP_RFC4226,
+    HOTP_SECRET,
+    OCRA_PIN,
+    OCRA_PIN_SHA1,
+    OCRA_RFC6287,
+    TOTP_RFC6238,
+    TOTP_SEEDS,
+    OcraVector,
 )
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from tests.support.paths import load_vectors
 
 from tenantcard.crypto.scp03 import (
     PutKeyCommand,
@@ -23,6 +22,7 @@ from tenantcard.crypto.scp03.kdf import DerivationConstant, derive
 from tenantcard.wire.apdu import CommandApdu, ResponseApdu
 from tenantcard.wire.gp import ISD_AID
 from tenantcard.wire.sw import SW
+from tests.support.paths import load_vectors
 
 PYSIM = load_vectors("scp03-pysim.json")
 MORE = load_vectors("scp03-more.json")

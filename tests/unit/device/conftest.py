@@ -7,13 +7,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from tests.unit.device.hostkit import Clock, Host
 
 from tenantcard.crypto.scp03 import StaticKeys
 from tenantcard.device.os import Device
 from tenantcard.device.provision import DeviceSpec, create_device_store, dev_spec, gp_test_keys
 from tenantcard.keyvault import FileKeyVault
 from tenantcard.transport.base import LocalConnection
+from tests.unit.device.hostkit import Clock, Host
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from tests.unit.device.hostkit import Clock, Host, authorize, own
 
 from tenantcard.crypto.scp03 import StaticKeys
 from tenantcard.device.os import Device
@@ -14,6 +13,7 @@ from tenantcard.wire.apdu import CommandApdu
 from tenantcard.wire.gp import ISD_AID, LifeCycle, container_aid
 from tenantcard.wire.sw import SW
 from tenantcard.wire.tenant import Access, ContainerStatus, parse_object_list
+from tests.unit.device.hostkit import Clock, Host, authorize, own
 
 Hosts = Callable[..., Host]
 

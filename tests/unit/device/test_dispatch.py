@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from tests.unit.device.hostkit import Clock, Host, own
 
 from tenantcard.device.functions.base import FunctionContext
 from tenantcard.device.os import Device
@@ -18,6 +17,7 @@ from tenantcard.transport.base import LocalConnection
 from tenantcard.wire.apdu import CommandApdu, ResponseApdu
 from tenantcard.wire.gp import container_aid
 from tenantcard.wire.sw import SW, ApduError
+from tests.unit.device.hostkit import Clock, Host, own
 
 Hosts = Callable[..., Host]
 APPLET_AID = bytes.fromhex("A0000009990101")

@@ -8,16 +8,6 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from tests.support.function_harness import HOLDER, NOBODY, PROVIDER, PROVIDER_MAC_ONLY, FunctionHarness
-from tests.support.oath_vectors import (
-    HOTP_RFC4226,
-    HOTP_SECRET,
-    OCRA_PIN,
-    OCRA_RFC6287,
-    TOTP_RFC6238,
-    TOTP_SEEDS,
-    OcraVector,
-)
 
 from tenantcard.crypto.ocra import OcraSuite, hash_password
 from tenantcard.crypto.otp import HashAlgorithm, hmac_digest
@@ -37,6 +27,16 @@ from tenantcard.wire.functions import (
 )
 from tenantcard.wire.sw import SW
 from tenantcard.wire.tenant import Access
+from tests.support.function_harness import HOLDER, NOBODY, PROVIDER, PROVIDER_MAC_ONLY, FunctionHarness
+from tests.support.oath_vectors import (
+    HOTP_RFC4226,
+    HOTP_SECRET,
+    OCRA_PIN,
+    OCRA_RFC6287,
+    TOTP_RFC6238,
+    TOTP_SEEDS,
+    OcraVector,
+)
 
 
 @pytest.fixture

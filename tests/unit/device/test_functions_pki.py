@@ -15,7 +15,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 from hypothesis import given
 from hypothesis import strategies as st
-from tests.support.function_harness import HOLDER, NOBODY, PROVIDER, FunctionHarness
 
 from tenantcard.device.functions.base import Rights
 from tenantcard.device.functions.pki import KEY_KIND, PkiFunction
@@ -23,6 +22,7 @@ from tenantcard.wire.apdu import CommandApdu
 from tenantcard.wire.functions import GenerateKeyRequest, KeyAlgorithm, KeyEntry, PkiIns
 from tenantcard.wire.sw import SW
 from tenantcard.wire.tenant import Access
+from tests.support.function_harness import HOLDER, NOBODY, PROVIDER, FunctionHarness
 
 
 @pytest.fixture

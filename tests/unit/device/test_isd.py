@@ -6,7 +6,6 @@ from collections.abc import Callable
 
 import pytest
 from cryptography import x509
-from tests.unit.device.hostkit import Clock, Host, authorize, own
 
 from tenantcard.crypto.identity import IdentityError, verify_device_auth
 from tenantcard.crypto.scp03 import StaticKeys
@@ -17,6 +16,7 @@ from tenantcard.wire.gp import ISD_AID, LifeCycle, container_aid
 from tenantcard.wire.sw import SW
 from tenantcard.wire.tenant import parse_status_entries
 from tenantcard.wire.tlv import Tlv, find, parse_all
+from tests.unit.device.hostkit import Clock, Host, authorize, own
 
 Hosts = Callable[..., Host]
 

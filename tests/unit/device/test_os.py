@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tests.unit.device.hostkit import Clock, Host, own
 
 from tenantcard.crypto.scp03 import StaticKeys
 from tenantcard.device.errors import DeviceError, StoreError
@@ -17,6 +16,7 @@ from tenantcard.keyvault import FileKeyVault
 from tenantcard.wire.apdu import CommandApdu
 from tenantcard.wire.gp import ISD_AID, container_aid
 from tenantcard.wire.sw import SW
+from tests.unit.device.hostkit import Clock, Host, own
 
 Hosts = Callable[..., Host]
 

@@ -15,7 +15,6 @@ from pathlib import Path
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
-from tests.unit.device.hostkit import Host
 
 from tenantcard.crypto.scp03 import StaticKeys
 from tenantcard.device.os import Device
@@ -26,6 +25,7 @@ from tenantcard.transport.base import LocalConnection
 from tenantcard.wire.gp import ISD_AID, container_aid
 from tenantcard.wire.sw import SW
 from tenantcard.wire.tenant import Access
+from tests.unit.device.hostkit import Host
 
 CONTAINERS = 3
 SPEC = dev_spec(CONTAINERS, device_id=bytes(range(10, 20)))

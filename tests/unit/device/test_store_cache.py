@@ -9,7 +9,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tests.unit.device.hostkit import Clock, Host, own
 
 from tenantcard.crypto.scp03 import StaticKeys
 from tenantcard.device.errors import StoreError
@@ -22,6 +21,7 @@ from tenantcard.wire.apdu import CommandApdu
 from tenantcard.wire.gp import container_aid
 from tenantcard.wire.sw import SW, ApduError
 from tenantcard.wire.tenant import Access, ContainerStatus
+from tests.unit.device.hostkit import Clock, Host, own
 
 Hosts = Callable[..., Host]
 
@@ -195,3 +195,18 @@ def test_closed_store_refuses_commands(store_path: Path, vault: FileKeyVault) ->
         pass
     with pytest.raises(Exception):  # noqa: B017 - the closed connection's own error
         store.container(0)
+
+
+def test_a_foreign_reader_does_not_disturb_the_device(
+    host: Hosts, clock: Clock, device: Device, store_path: Path, vault: FileKeyVault
+) -> None:
+    _, prov = own(host, 0, clock)
+    assert prov.put_object(b"n", b"v", Access.PUBLIC) == SW.OK
+    reader = Store.open(store_path, vault)  # e.g. `tenantcard device info` while the device serves
+    try:
+        assert reader.container(0).state == ContainerState.OWNED  # type: ignore[union-attr]
+        reader.check()
+    finally:
+        reader.close()
+    assert prov.put_object(b"n", b"w", Access.PUBLIC) == SW.OK
+    assert prov.get_object(b"n").data == b"w"

@@ -8,6 +8,12 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+
+from tenantcard.idp.app import create_app
+from tenantcard.idp.domain import Disclosure
+from tenantcard.idp.login.directory import DeviceStatus
+from tenantcard.idp.oidc.clients import ClientService
+from tenantcard.idp.settings import IdpSettings
 from tests.unit.idp.idp_support import (
     ISSUER,
     REDIRECT_A,
@@ -20,12 +26,6 @@ from tests.unit.idp.idp_support import (
     new_ca,
     running_device,
 )
-
-from tenantcard.idp.app import create_app
-from tenantcard.idp.domain import Disclosure
-from tenantcard.idp.login.directory import DeviceStatus
-from tenantcard.idp.oidc.clients import ClientService
-from tenantcard.idp.settings import IdpSettings
 
 
 @pytest.fixture(scope="session")

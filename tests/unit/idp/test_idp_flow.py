@@ -9,6 +9,12 @@ from pathlib import Path
 import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey
+
+from tenantcard.client.isd import IsdSession
+from tenantcard.crypto.identity import verify_device_auth
+from tenantcard.idp.login.directory import DeviceStatus
+from tenantcard.provider.oidc import TokenError, TokenFailure
+from tenantcard.transport.tcp_client import connect
 from tests.unit.idp.idp_support import (
     ISSUER,
     REDIRECT_A,
@@ -23,12 +29,6 @@ from tests.unit.idp.idp_support import (
     redirect_query,
     running_device,
 )
-
-from tenantcard.client.isd import IsdSession
-from tenantcard.crypto.identity import verify_device_auth
-from tenantcard.idp.login.directory import DeviceStatus
-from tenantcard.provider.oidc import TokenError, TokenFailure
-from tenantcard.transport.tcp_client import connect
 
 
 def _login(idp: Idp, client: object, hint: str) -> tuple[object, dict[str, str]]:

@@ -14,8 +14,6 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from joserfc.jwk import ECKey
-from tests.support.services import SoftHsmToken
-from tests.unit.idp.idp_support import InMemoryDirectory, new_ca
 
 from tenantcard.idp.app import PAIRWISE_SECRET, ConfigurationError, create_app
 from tenantcard.idp.db.engine import MIGRATIONS, make_engine, upgrade
@@ -23,6 +21,8 @@ from tenantcard.idp.oidc.keys import KeyService
 from tenantcard.idp.sealing import VaultRequired, secret_aad, signing_key_aad
 from tenantcard.idp.settings import IdpSettings, resolve_vault_uri
 from tenantcard.keyvault import PIN_ENV, FileKeyVault, KeyVault, open_vault
+from tests.support.services import SoftHsmToken
+from tests.unit.idp.idp_support import InMemoryDirectory, new_ca
 
 ISSUER = "http://127.0.0.1:8600"
 

@@ -8,6 +8,13 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from tenantcard.idp.app import ConfigurationError, create_app
+from tenantcard.idp.login.base import DeviceProof
+from tenantcard.idp.login.directory import DirectoryError, HttpDeviceDirectory, UnknownDeviceError
+from tenantcard.idp.oidc.clients import ClientService
+from tenantcard.idp.settings import IdpSettings, load_settings
+from tenantcard.provider.oidc import TokenError
 from tests.unit.idp.idp_support import (
     ISSUER,
     REDIRECT_A,
@@ -19,13 +26,6 @@ from tests.unit.idp.idp_support import (
     authorize_params,
     new_pkce,
 )
-
-from tenantcard.idp.app import ConfigurationError, create_app
-from tenantcard.idp.login.base import DeviceProof
-from tenantcard.idp.login.directory import DirectoryError, HttpDeviceDirectory, UnknownDeviceError
-from tenantcard.idp.oidc.clients import ClientService
-from tenantcard.idp.settings import IdpSettings, load_settings
-from tenantcard.provider.oidc import TokenError
 
 
 def test_settings_from_toml_environment_and_arguments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -99,6 +99,7 @@ def test_garbage_id_tokens_raise_token_error_only(idp_for_garbage: Idp, garbage:
 @pytest.fixture(scope="module")
 def idp_for_garbage(tmp_path_factory: pytest.TempPathFactory) -> Idp:
     from fastapi import FastAPI
+
     from tests.unit.idp.idp_support import new_ca
 
     path = tmp_path_factory.mktemp("garbage")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pkcs11
 import pytest
-from tests.support.services import SoftHsmToken
 
 from tenantcard.keyvault import PIN_ENV, FileKeyVault, KeyVaultError, Pkcs11KeyVault, open_vault
+from tests.support.services import SoftHsmToken
 
 
 def test_file_vault_creates_0600_key_and_round_trips(tmp_path: Path) -> None:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from tests.support.services import SoftHsmToken
 
 from tenantcard.crypto.scp03.keys import StaticKeys
 from tenantcard.keyvault import PIN_ENV
 from tenantcard.operator.services.custody import Custody, CustodyError, credential_hash, derive_pepper
+from tests.support.services import SoftHsmToken
 
 
 def _round_trips(custody: Custody) -> None:

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tests.unit.operator.conftest import Clock
 
 from tenantcard.client.container import ContainerSession
 from tenantcard.client.isd import IsdSession
@@ -30,6 +29,7 @@ from tenantcard.operator.settings import OperatorSettings
 from tenantcard.transport.tcp_client import connect
 from tenantcard.transport.tcp_server import DeviceServerThread
 from tenantcard.wire.gp import LifeCycle, container_aid
+from tests.unit.operator.conftest import Clock
 
 
 @dataclass

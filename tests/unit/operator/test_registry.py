@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import select
-from tests.unit.operator.conftest import Clock
 
 from tenantcard.operator.db.models import AuthorizationStatus, ContractOption, Credential, CredentialKind, Secret
 from tenantcard.operator.services.credentials import FailureLimiter
@@ -19,6 +18,7 @@ from tenantcard.operator.services.errors import (
 from tenantcard.operator.services.facade import OperatorServices
 from tenantcard.operator.services.manufacturing import ContainerPlan
 from tenantcard.operator.services.placement import DeviceRef
+from tests.unit.operator.conftest import Clock
 
 
 def test_provider_credential_is_shown_once_and_stored_hashed(services: OperatorServices) -> None:

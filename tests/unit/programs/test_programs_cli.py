@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from tests.unit.programs import cases
 
 from tenantcard.cli.programs import SIGNING_PASSWORD_ENV, programs
 from tenantcard.cli.provider_common import PASSPHRASE_ENV
@@ -24,6 +23,7 @@ from tenantcard.provider.keystore import ContainerRecord, FileKeystore
 from tenantcard.transport.tcp_client import connect
 from tenantcard.transport.tcp_server import DeviceServerThread
 from tenantcard.wire.gp import container_aid
+from tests.unit.programs import cases
 
 PASSPHRASE = "correct horse battery staple"
 

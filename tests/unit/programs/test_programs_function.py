@@ -12,8 +12,6 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.support.function_harness import HOLDER, NOBODY, PROVIDER, PROVIDER_MAC_ONLY, FunctionHarness
-from tests.unit.programs import cases
 
 from tenantcard.device.functions.programs import MANIFEST_KIND, MODULE_KIND, DeviceLimits, ProgramsFunction
 from tenantcard.device.programs.examples import example_wasm
@@ -39,6 +37,8 @@ from tenantcard.wire.programs import (
 )
 from tenantcard.wire.sw import SW
 from tenantcard.wire.tenant import Access
+from tests.support.function_harness import HOLDER, NOBODY, PROVIDER, PROVIDER_MAC_ONLY, FunctionHarness
+from tests.unit.programs import cases
 
 AID = container_aid(1)
 QUOTA = 256 * 1024

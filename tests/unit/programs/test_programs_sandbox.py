@@ -10,7 +10,6 @@ import time
 
 import pytest
 from cryptography.hazmat.primitives import hashes, hmac
-from tests.unit.programs import cases
 
 from tenantcard.device.functions.base import Rights
 from tenantcard.device.programs.examples import EXAMPLES, example_wasm
@@ -19,6 +18,7 @@ from tenantcard.device.programs.sandbox import Limits, Sandbox
 from tenantcard.device.programs.validate import ModuleRejected
 from tenantcard.wire.programs import ProgramKeyType, ProgramSW
 from tenantcard.wire.sw import SW, ApduError
+from tests.unit.programs import cases
 
 PROVIDER = Rights(provider=True, holder=False, security_level=0x33)
 KIND = data_kind(1)

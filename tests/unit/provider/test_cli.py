@@ -13,11 +13,11 @@ from click.testing import CliRunner, Result
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+
+from tenantcard.cli.main import cli
 from tests.support.oath_vectors import HOTP_RFC4226, HOTP_SECRET
 from tests.support.provider_rig import Rig
 from tests.support.services import SoftHsmToken
-
-from tenantcard.cli.main import cli
 
 PASSPHRASE = "cli test passphrase"
 PIN = "135790"

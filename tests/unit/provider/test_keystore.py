@@ -8,11 +8,11 @@ import stat
 from pathlib import Path
 
 import pytest
-from tests.support.services import SoftHsmToken
 
 from tenantcard.crypto.scp03.keys import StaticKeys
 from tenantcard.provider.errors import KeystoreError, UnknownContainerError
 from tenantcard.provider.keystore import ContainerRecord, FileKeystore, Pkcs11Keystore
+from tests.support.services import SoftHsmToken
 
 FAST_N = 2**10  # the KDF cost is a parameter; tests keep it low to stay fast
 

@@ -13,12 +13,12 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.support.provider_rig import Rig
 
 from tenantcard.crypto.scp03.keys import StaticKeys
 from tenantcard.provider.errors import BundleError, OperatorApiError, OwnershipError
 from tenantcard.provider.keystore import FileKeystore
 from tenantcard.provider.sdk import AuthorizationBundle, AuthorizationStatus, OperatorClient, Provider
+from tests.support.provider_rig import Rig
 
 
 def bundle_json(**overrides: Any) -> dict[str, Any]:

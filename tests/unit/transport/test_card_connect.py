@@ -7,7 +7,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from tests.support.transports import TRANSPORTS, CardConnector, EchoSlot, TcpTransport, echo_apdu, parse_echo
 
 from tenantcard.client.isd import IsdSession
 from tenantcard.device.os import ATR, Device
@@ -16,6 +15,7 @@ from tenantcard.keyvault import FileKeyVault
 from tenantcard.transport.base import LocalConnection
 from tenantcard.transport.tcp_client import TcpConnection
 from tenantcard.transport.tcp_server import DeviceServerThread
+from tests.support.transports import TRANSPORTS, CardConnector, EchoSlot, TcpTransport, echo_apdu, parse_echo
 
 
 @pytest.fixture

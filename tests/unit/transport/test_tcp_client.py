@@ -7,12 +7,12 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from tests.support.transports import ECHO_ATR, EchoSlot, echo_apdu, parse_echo
 
 from tenantcard.transport.base import Connection, TransportError
 from tenantcard.transport.framing import FramingError
 from tenantcard.transport.tcp_client import AddressError, TcpConnection, connect, format_address, parse_address
 from tenantcard.transport.tcp_server import DeviceServerThread
+from tests.support.transports import ECHO_ATR, EchoSlot, echo_apdu, parse_echo
 
 
 @pytest.mark.parametrize(

@@ -10,12 +10,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from tests.support.transports import ECHO_ATR, INS_FAIL, INS_SLOW, EchoSlot, echo_apdu, parse_echo
 
 from tenantcard.transport.base import TransportError
 from tenantcard.transport.framing import Control, ControlMessage, encode_frame
 from tenantcard.transport.tcp_client import TcpConnection
 from tenantcard.transport.tcp_server import DeviceServerThread, ServerError, serve_device
+from tests.support.transports import ECHO_ATR, INS_FAIL, INS_SLOW, EchoSlot, echo_apdu, parse_echo
 
 
 def raw_socket(server: DeviceServerThread) -> socket.socket:
