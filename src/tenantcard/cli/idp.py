@@ -11,7 +11,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from tenantcard.cli.service_options import SettingsTarget, settings_options
+from tenantcard.cli.service_options import SettingsTarget, listen_address, settings_options
 from tenantcard.idp.app import open_idp_vault
 from tenantcard.idp.db.engine import make_engine, upgrade
 from tenantcard.idp.db.repositories import IdpRepository
@@ -44,13 +44,6 @@ def _repository(settings: IdpSettings, vault: KeyVault | None = None) -> IdpRepo
 def _keys(settings: IdpSettings) -> KeyService:
     vault = _vault(settings)
     return KeyService(_repository(settings, vault), vault, time.time, settings.id_token_lifetime_seconds)
-
-
-def _listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise click.BadParameter("expected HOST:PORT", param_hint="--listen")
-    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 _Target = SettingsTarget[IdpSettings]
@@ -97,7 +90,7 @@ def serve(
 
     from tenantcard.idp.app import create_app
 
-    host, port = _listen(listen)
+    host, port = listen_address(listen)
     settings = target.settings(
         issuer=issuer or f"http://{host}:{port}",
         operator_url=operator_url,

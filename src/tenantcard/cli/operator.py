@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from tenantcard.cli.service_options import SettingsTarget, settings_options
+from tenantcard.cli.service_options import SettingsTarget, listen_address, settings_options
 
 
 @contextmanager
@@ -88,9 +88,7 @@ def serve(target: _Target, listen: str, admin_token_file: Path | None) -> None:
 
     from tenantcard.operator.app import create_app
 
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise click.ClickException("--listen must be HOST:PORT")
+    host, port = listen_address(listen)
     extra: dict[str, Any] = {}
     if admin_token_file is not None:
         try:
@@ -100,7 +98,7 @@ def serve(target: _Target, listen: str, admin_token_file: Path | None) -> None:
     settings = target.settings(**extra)
     with _errors():
         app = create_app(settings)
-    config_ = uvicorn.Config(app, host=host.strip("[]") or "127.0.0.1", port=int(port), log_level="warning")
+    config_ = uvicorn.Config(app, host=host, port=port, log_level="warning")
     server = uvicorn.Server(config_)
     original = server.startup
 

@@ -1,6 +1,6 @@
-"""``--config``, ``--db`` and ``--vault`` of the service commands (``operator``, ``idp``): one option set, handed
-to the command as a ``SettingsTarget`` that loads the service's settings (``tenantcard.settings``) with the
-command line's values on top of the environment and the file."""
+"""What the service commands (``operator``, ``idp``) share: ``--config``, ``--db`` and ``--vault``, one option set
+handed to the command as a ``SettingsTarget`` that loads the service's settings (``tenantcard.settings``) with
+the command line's values on top of the environment and the file; and the ``--listen`` address."""
 
 from __future__ import annotations
 
@@ -47,3 +47,11 @@ def settings_options(
         return click.option("--config", type=click.Path(dir_okay=False, path_type=Path), help=config_help)(command)
 
     return decorate
+
+
+def listen_address(value: str) -> tuple[str, int]:
+    """``--listen HOST:PORT`` of a service (an empty host, or ``[IPv6]``, as HTTP servers take it)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise click.BadParameter("expected HOST:PORT", param_hint="--listen")
+    return host.strip("[]") or "127.0.0.1", int(port)

@@ -96,6 +96,17 @@ class SecurityDomainApp(Application):
         """The status word answering every command in the domain's current state (e.g. LOCKED), or None."""
         return None
 
+    def blocked(self, keyset: KeySetRow) -> bool:
+        """True while the key set refuses INITIALIZE UPDATE after ``MAX_AUTH_TRIES`` consecutive failures
+        (GP 2.3.1 §10.5 key-set blocking). A container's key set stays blocked until the operator revokes it."""
+        return keyset.tries_left <= 0
+
+    def exhausted(self) -> None:
+        """The last try was just spent."""
+
+    def authenticated_again(self) -> None:
+        """A session opened successfully: failure counters start over."""
+
     # ---------------------------------------------------------------- session
 
     @property
@@ -177,7 +188,7 @@ class SecurityDomainApp(Application):
     def _initialize_update(self, cmd: CommandApdu) -> ResponseApdu:
         self.close_session()
         keyset = self.keyset_for_session()
-        if keyset.tries_left <= 0:
+        if self.blocked(keyset):
             raise ApduError(SW.AUTH_METHOD_BLOCKED, "key set blocked")
         if cmd.p1 not in (0, keyset.kvn):
             raise ApduError(SW.REFERENCED_DATA_NOT_FOUND, "no key set with this version")
@@ -205,11 +216,14 @@ class SecurityDomainApp(Application):
             self.close_session()
             left = max(keyset.tries_left - 1, 0)
             self.ctx.store.set_tries(self.owner, left)
+            if left == 0:
+                self.exhausted()
             log.info("failed authentication to domain %s, %d tries left", self.aid.hex(), left)
             # Amd D §7.2.3: authentication of the host cryptogram failed; the counter change is committed.
             return ResponseApdu.of(SW.VERIFY_FAILED)
         if keyset.tries_left != MAX_AUTH_TRIES:
             self.ctx.store.set_tries(self.owner, MAX_AUTH_TRIES)
+        self.authenticated_again()
         self._session_version = pending
         self.session_role = keyset.role
         return ResponseApdu.of(SW.OK)

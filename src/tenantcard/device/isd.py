@@ -7,6 +7,7 @@ the operator key set at security level 01 or more (GP 2.3.1 §10.6).
 from __future__ import annotations
 
 import logging
+import struct
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -50,6 +51,9 @@ _OID_CARD_ID_SCHEME = bytes.fromhex("2A864886FC6B03")
 _OID_SCP03 = bytes.fromhex("2A864886FC6B04")
 _SCP03_I = 0x70  # i parameter announced in card recognition data
 MAX_CONTAINERS = 0x100
+COOLDOWN_META = "isd.auth_cooldown"  # (until: UNIX time, rounds: consecutive blocks) of the operator key set
+COOLDOWN_BASE = 1.0
+COOLDOWN_MAX = 300.0
 MAX_STORE_DATA = 4096
 
 # GP 2.3.1 §11.9.3.1: FCI template with the AID and proprietary data (max command data length).
@@ -129,6 +133,38 @@ class IsdApp(SecurityDomainApp):
         if keyset is None:
             raise ApduError(SW.REFERENCED_DATA_NOT_FOUND, "no ISD key set")
         return keyset
+
+    # Anyone who can reach the device may send failing handshakes. A permanently blocked operator key set would
+    # leave every container unrevocable (DESIGN.md invariant 4), so the ISD's block is a cool-down instead:
+    # after MAX_AUTH_TRIES consecutive failures the key set refuses INITIALIZE UPDATE for 2, 4, 8 ... seconds
+    # (at most COOLDOWN_MAX), then grants a fresh set of tries. The failures stay rate-limited to
+    # MAX_AUTH_TRIES per cool-down, and the operator gets back in once an attacker stops.
+
+    def blocked(self, keyset: KeySetRow) -> bool:
+        if keyset.tries_left > 0:
+            return False
+        until, _ = self._cooldown()
+        if self.ctx.clock() < until:
+            return True
+        self.ctx.store.set_tries(ISD_OWNER, MAX_AUTH_TRIES)
+        return False
+
+    def exhausted(self) -> None:
+        _, rounds = self._cooldown()
+        rounds += 1
+        until = self.ctx.clock() + min(COOLDOWN_BASE * 2**rounds, COOLDOWN_MAX)
+        self.ctx.store.put_meta(COOLDOWN_META, struct.pack(">dI", until, rounds))
+
+    def authenticated_again(self) -> None:
+        if self._cooldown() != (0.0, 0):
+            self.ctx.store.put_meta(COOLDOWN_META, struct.pack(">dI", 0.0, 0))
+
+    def _cooldown(self) -> tuple[float, int]:
+        raw = self.ctx.store.get_meta(COOLDOWN_META)
+        if raw is None or len(raw) != 12:
+            return 0.0, 0
+        until, rounds = struct.unpack(">dI", raw)
+        return float(until), int(rounds)
 
     def close_session(self) -> None:
         super().close_session()

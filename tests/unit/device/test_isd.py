@@ -189,7 +189,7 @@ def test_rotation_drops_sessions_opened_with_old_keys(host: Hosts, operator_keys
     assert b.get_status().sw == SW.SECURITY_STATUS_NOT_SATISFIED
 
 
-def test_failed_authentications_block_the_key_set(host: Hosts, operator_keys: StaticKeys) -> None:
+def test_failed_authentications_block_the_key_set(host: Hosts, operator_keys: StaticKeys, clock: Clock) -> None:
     wrong = StaticKeys.generate(0x30)
     h = host()
     h.select_isd()
@@ -197,6 +197,54 @@ def test_failed_authentications_block_the_key_set(host: Hosts, operator_keys: St
         assert h.authenticate(wrong) == SW.VERIFY_FAILED
     assert h.authenticate(operator_keys) == SW.AUTH_METHOD_BLOCKED
     assert h.authenticate(wrong) == SW.AUTH_METHOD_BLOCKED
+    clock.now += 1.5  # still inside the first cool-down (2 s)
+    assert h.authenticate(operator_keys) == SW.AUTH_METHOD_BLOCKED
+
+
+def test_an_attacker_cannot_lock_the_operator_out_for_good(
+    host: Hosts, operator_keys: StaticKeys, clock: Clock
+) -> None:
+    """Invariant 4: failing handshakes from anyone only delay the operator; the cool-down doubles per block
+    (rate-limiting guesses) and is capped, and the operator gets in once it has passed."""
+    wrong = StaticKeys.generate(0x30)
+    h = host()
+    h.select_isd()
+    cooldowns = []
+    for _ in range(4):
+        for _ in range(10):
+            assert h.authenticate(wrong) == SW.VERIFY_FAILED
+        started = clock.now
+        while h.authenticate(operator_keys) == SW.AUTH_METHOD_BLOCKED:
+            clock.now += 0.5
+        cooldowns.append(clock.now - started)
+        # Back in: every container stays revocable.
+        assert h.authenticate(operator_keys) == SW.OK
+        for _ in range(10):  # a success starts the counters over, so the next round blocks after 10 again
+            assert h.authenticate(wrong) == SW.VERIFY_FAILED
+        assert h.authenticate(operator_keys) == SW.AUTH_METHOD_BLOCKED
+        clock.now += 301
+        assert h.authenticate(operator_keys) == SW.OK
+    assert cooldowns[0] >= 2.0
+    for _ in range(40):  # many blocks in a row: the cool-down grows but never past its cap
+        for _ in range(10):
+            h.authenticate(wrong)
+        clock.now += 300.5
+    assert h.authenticate(operator_keys) == SW.OK
+
+
+def test_a_container_key_set_stays_blocked_until_revoked(host: Hosts, clock: Clock, operator_keys: StaticKeys) -> None:
+    provider, _ = own(host, 0, clock)
+    wrong = StaticKeys.generate(provider.kvn)
+    h = host()
+    assert h.select_container(0) == SW.OK
+    for _ in range(10):
+        assert h.authenticate(wrong) == SW.VERIFY_FAILED
+    clock.now += 10_000
+    assert h.authenticate(provider) == SW.AUTH_METHOD_BLOCKED
+    op = host()
+    op.select_isd()
+    assert op.authenticate(operator_keys) == SW.OK
+    assert op.aid_command(0xE4, 0x00, 0x00, container_aid(0)) == SW.OK
 
 
 def test_success_resets_the_retry_counter(host: Hosts, operator_keys: StaticKeys) -> None:
