@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -46,3 +47,12 @@ def postgres_url() -> Iterator[str]:
     """SQLAlchemy URL of a new, empty database on the real PostgreSQL server."""
     with fresh_postgres_database() as url:
         yield url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The database a test runs on, once a SQLite file and once a new PostgreSQL database (``postgres_url``)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'database.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url

@@ -5,32 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import click
-import httpx
 
 CREDENTIAL_ENV = "TENANTCARD_HOLDER_CREDENTIAL"
-
-
-class _Api:
-    def __init__(self, url: str, credential: str, timeout: float = 30.0) -> None:
-        self._client = httpx.Client(
-            base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {credential}"}, timeout=timeout
-        )
-
-    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        try:
-            response = self._client.request(method, path, json=body)
-        except httpx.HTTPError as exc:
-            raise click.ClickException(f"cannot reach the operator: {type(exc).__name__}") from exc
-        finally:
-            self._client.close()
-        if response.status_code >= 400:
-            try:
-                err = response.json()["error"]
-                message = f"{err['code']}: {err['message']}"
-            except (ValueError, KeyError, TypeError):
-                message = f"HTTP {response.status_code}"
-            raise click.ClickException(message)
-        return response.json() if response.content else None
 
 
 @click.group()
@@ -44,18 +20,26 @@ def holder(ctx: click.Context, operator_url: str, credential: str | None) -> Non
     ctx.obj = (operator_url, credential)
 
 
-def _api(ctx: click.Context) -> _Api:
+def _call(ctx: click.Context, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    """One call to the operator's REST API with the holder's credential; a failure is one line on stderr."""
+    from tenantcard.provider.errors import OperatorApiError
+    from tenantcard.provider.sdk import OperatorApi
+
     url, credential = ctx.obj
     if not credential:
         raise click.ClickException(f"give --credential or set {CREDENTIAL_ENV}")
-    return _Api(url, credential)
+    try:
+        with OperatorApi(url, credential) as api:
+            return api.call(method, path, body)
+    except OperatorApiError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @holder.command("devices")
 @click.pass_context
 def devices(ctx: click.Context) -> None:
     """My devices, their containers and the provider holding each."""
-    for d in _api(ctx).call("GET", "/v1/holder/devices"):
+    for d in _call(ctx, "GET", "/holder/devices"):
         click.echo(f"{d['id']}  {d['serial']}  ({d['status']})")
         for c in d["containers"]:
             who = c["provider_name"] or "-"
@@ -66,7 +50,7 @@ def devices(ctx: click.Context) -> None:
 @click.pass_context
 def requests(ctx: click.Context) -> None:
     """Requests waiting for my consent."""
-    pending = _api(ctx).call("GET", "/v1/holder/requests")
+    pending = _call(ctx, "GET", "/holder/requests")
     if not pending:
         click.echo("no pending requests")
     for r in pending:
@@ -81,7 +65,7 @@ def _decision(verb: str) -> None:
     @click.option("--code", prompt=True, hide_input=True, help="The one-time code the provider showed you")
     @click.pass_context
     def decide(ctx: click.Context, request_id: str, code: str) -> None:
-        r = _api(ctx).call("POST", f"/v1/holder/requests/{request_id}/{verb}", {"code": code})
+        r = _call(ctx, "POST", f"/holder/requests/{request_id}/{verb}", {"code": code})
         click.echo(f"{r['id']}: {r['status']}")
 
 
@@ -95,5 +79,5 @@ _decision("refuse")
 @click.pass_context
 def lost(ctx: click.Context, device_id: str) -> None:
     """Report DEVICE_ID lost or stolen: it is marked lost and every container on it is revoked."""
-    job = _api(ctx).call("POST", f"/v1/holder/devices/{device_id}/lost")
+    job = _call(ctx, "POST", f"/holder/devices/{device_id}/lost")
     click.echo(f"device marked lost; revocation job {job['id']}: {job['done']}/{job['total']} done")

@@ -4,12 +4,10 @@
 
 from __future__ import annotations
 
-from tenantcard.client.errors import ResponseError, StatusError
-from tenantcard.client.isd import SessionError, check_put_key_response
-from tenantcard.client.processors import Processor, SecureMessagingProcessor, base_chain, check, open_scp03
-from tenantcard.crypto.scp03 import PutKeyCommand, StaticKeys
-from tenantcard.transport.base import Connection
-from tenantcard.wire.apdu import CommandApdu, ResponseApdu
+from tenantcard.client.errors import ResponseError, SessionError, StatusError
+from tenantcard.client.session import ChannelSession
+from tenantcard.crypto.scp03 import StaticKeys
+from tenantcard.wire.apdu import CommandApdu
 from tenantcard.wire.errors import WireError
 from tenantcard.wire.gp import Cla, GetStatusP1, Ins
 from tenantcard.wire.sw import SW
@@ -38,53 +36,19 @@ def _pin_bytes(pin: str | bytes) -> bytes:
     return pin.encode() if isinstance(pin, str) else pin
 
 
-class ContainerSession:
+class ContainerSession(ChannelSession):
     """One container on one connection."""
 
-    def __init__(self, connection: Connection, aid: bytes, *, extended: bool = True) -> None:
-        self.aid = aid
-        self._base: Processor = base_chain(connection, extended=extended)
-        self._extended = extended
-        self._sm: SecureMessagingProcessor | None = None
-        self._keys: StaticKeys | None = None
+    owner = "provider"
 
     def __repr__(self) -> str:
         return f"ContainerSession(aid={self.aid.hex()}, authenticated={self.authenticated})"
 
-    @property
-    def authenticated(self) -> bool:
-        return self._sm is not None and self._sm.open
-
-    def transmit(self, cmd: CommandApdu) -> ResponseApdu:
-        """Send one command, through the secure channel when one is open; the status word is not checked."""
-        return (self._sm if self._sm is not None else self._base).send(cmd)
-
-    def _call(self, cmd: CommandApdu, context: str) -> bytes:
-        return check(self.transmit(cmd), context)
-
-    def _provider(self) -> StaticKeys:
-        if not self.authenticated or self._keys is None:
-            raise SessionError("open the provider channel first (authenticate)")
-        return self._keys
-
     def select(self) -> bytes:
         """SELECT the container; drops any channel and PIN verification (on the card too)."""
-        self._sm = None
-        self._keys = None
-        return check(self._base.send(CommandApdu(0x00, Ins.SELECT, 0x04, 0x00, self.aid, le=256)), "SELECT")
-
-    def authenticate(self, keys: StaticKeys, level: int = 0x33) -> None:
-        self._sm = None
-        self._sm = open_scp03(self._base, keys, level, extended=self._extended)
-        self._keys = keys
+        return self._select("SELECT")
 
     # ---------------------------------------------------------------- keys
-
-    def _put_key(self, current: StaticKeys, new: StaticKeys) -> None:
-        put = PutKeyCommand.for_keys(new, current.dek, replace_kvn=current.kvn)
-        answer = self._call(CommandApdu(Cla.GP, Ins.PUT_KEY, put.p1, put.p2, put.to_data(), le=256), "PUT KEY")
-        check_put_key_response(answer, new)
-        self._keys = new
 
     def take_ownership(self, initial: StaticKeys, new: StaticKeys) -> None:
         """Open SCP03 with the initial keys (the device's check of the authorization) and replace them with
@@ -96,12 +60,12 @@ class ContainerSession:
         self._put_key(initial, new)
 
     def rotate_keys(self, new: StaticKeys) -> None:
-        self._put_key(self._provider(), new)
+        self._put_key(self._owner_keys(), new)
 
     # ---------------------------------------------------------------- data objects
 
     def put_object(self, name: bytes, value: bytes, access: Access = Access.PROVIDER) -> None:
-        self._provider()
+        self._owner_keys()
         try:
             data = DataObject(name, Access(access), value).to_bytes()
         except WireError as exc:
@@ -118,7 +82,7 @@ class ContainerSession:
         )
 
     def delete_object(self, name: bytes) -> None:
-        self._provider()
+        self._owner_keys()
         try:
             query = object_name_query(name)
         except WireError as exc:
@@ -170,7 +134,7 @@ class ContainerSession:
 
     def set_pin(self, pin: str | bytes, retries: int = 3) -> None:
         """Provider: set the holder PIN and its retry limit (CHANGE REFERENCE DATA P1 01)."""
-        self._provider()
+        self._owner_keys()
         if not 1 <= retries <= 15:
             raise SessionError("retry limit must be 1..15")
         data = bytes([retries]) + _pin_bytes(pin)
@@ -178,5 +142,5 @@ class ContainerSession:
 
     def unblock_pin(self, new: str | bytes) -> None:
         """Provider: RESET RETRY COUNTER P1 02 with a new PIN."""
-        self._provider()
+        self._owner_keys()
         self._call(CommandApdu(0x00, Ins.RESET_RETRY_COUNTER, 0x02, 0x80, _pin_bytes(new)), "RESET RETRY COUNTER")

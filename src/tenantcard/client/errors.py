@@ -24,3 +24,7 @@ class StatusError(ClientError):
 
 class ResponseError(ClientError):
     """The card's answer does not parse, or response chaining runs past its bounds."""
+
+
+class SessionError(ClientError):
+    """A session was used wrongly (no channel open) or the card's answer contradicts what was sent."""

@@ -8,22 +8,16 @@ read without a channel. Refusals raise ``StatusError`` (with the status word), s
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass
 
 from cryptography import x509
 
-from tenantcard.client.errors import ClientError, ResponseError
-from tenantcard.client.processors import (
-    Processor,
-    SecureMessagingProcessor,
-    base_chain,
-    check,
-    open_scp03,
-)
+from tenantcard.client.errors import ResponseError, SessionError
+from tenantcard.client.processors import check
+from tenantcard.client.session import ChannelSession, check_put_key_response
 from tenantcard.crypto.scp03 import PutKeyCommand, StaticKeys
 from tenantcard.transport.base import Connection
-from tenantcard.wire.apdu import CommandApdu, ResponseApdu
+from tenantcard.wire.apdu import CommandApdu
 from tenantcard.wire.errors import WireError
 from tenantcard.wire.gp import (
     CONTAINER_AID_PREFIX,
@@ -39,9 +33,14 @@ from tenantcard.wire.sw import SW
 from tenantcard.wire.tenant import Authorization, ContainerInfo, parse_status_entries
 from tenantcard.wire.tlv import Tlv, iter_tlvs
 
-
-class SessionError(ClientError):
-    """A session was used wrongly (no channel open) or the card's answer contradicts what was sent."""
+__all__ = [
+    "IsdSession",
+    "KeyInfo",
+    "SessionError",
+    "check_put_key_response",
+    "install_for_install_data",
+    "install_for_personalization_data",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,47 +71,22 @@ def install_for_personalization_data(aid: bytes) -> bytes:
     return _lv(b"") + _lv(b"") + _lv(aid) + _lv(b"") + _lv(b"") + _lv(b"")
 
 
-def check_put_key_response(data: bytes, new: StaticKeys) -> None:
-    """GP 2.3.1 §11.8.3.1: KVN || KCV(ENC) || KCV(MAC) || KCV(DEK) must match the keys sent."""
-    expected = bytes([new.kvn]) + b"".join(new.kcvs())
-    if not hmac.compare_digest(data, expected):
-        raise SessionError("PUT KEY answer does not confirm the new keys (KCV mismatch)")
-
-
-class IsdSession:
+class IsdSession(ChannelSession):
     """The ISD on one connection."""
 
+    owner = "operator"
+
     def __init__(self, connection: Connection, *, extended: bool = True) -> None:
-        self._base: Processor = base_chain(connection, extended=extended)
-        self._extended = extended
-        self._sm: SecureMessagingProcessor | None = None
-        self._keys: StaticKeys | None = None
+        super().__init__(connection, ISD_AID, extended=extended)
 
     def __repr__(self) -> str:
         return f"IsdSession(authenticated={self.authenticated})"
-
-    @property
-    def authenticated(self) -> bool:
-        return self._sm is not None and self._sm.open
-
-    def _send(self, cmd: CommandApdu) -> ResponseApdu:
-        return (self._sm if self._sm is not None else self._base).send(cmd)
-
-    def _call(self, cmd: CommandApdu, context: str) -> bytes:
-        return check(self._send(cmd), context)
-
-    def _operator(self) -> StaticKeys:
-        if not self.authenticated or self._keys is None:
-            raise SessionError("open the operator channel first (authenticate)")
-        return self._keys
 
     # ---------------------------------------------------------------- open to anyone
 
     def select(self) -> bytes:
         """SELECT the ISD; returns its FCI. Closes any channel."""
-        self._sm = None
-        self._keys = None
-        return check(self._base.send(CommandApdu(0x00, Ins.SELECT, 0x04, 0x00, ISD_AID, le=256)), "SELECT ISD")
+        return self._select("SELECT ISD")
 
     def get_data(self, tag: int) -> bytes:
         return self._call(CommandApdu(Cla.GP, Ins.GET_DATA, tag >> 8, tag & 0xFF, le=256), "GET DATA")
@@ -161,15 +135,9 @@ class IsdSession:
 
     # ---------------------------------------------------------------- operator channel
 
-    def authenticate(self, keys: StaticKeys, level: int = 0x33) -> None:
-        """Open SCP03 with the operator key set (INITIALIZE UPDATE + EXTERNAL AUTHENTICATE)."""
-        self._sm = None
-        self._sm = open_scp03(self._base, keys, level, extended=self._extended)
-        self._keys = keys
-
     def list_containers(self) -> list[ContainerInfo]:
-        self._operator()
-        resp = self._send(CommandApdu(Cla.GP, Ins.GET_STATUS, GetStatusP1.APPLICATIONS, 0x02, b"\x4f\x00", le=256))
+        self._owner_keys()
+        resp = self.transmit(CommandApdu(Cla.GP, Ins.GET_STATUS, GetStatusP1.APPLICATIONS, 0x02, b"\x4f\x00", le=256))
         if resp.sw == SW.REFERENCED_DATA_NOT_FOUND:
             return []
         try:
@@ -179,7 +147,7 @@ class IsdSession:
 
     def create_container(self, index: int | None, quota: int, reserved: int = 0) -> bytes:
         """INSTALL [for install]; ``index=None`` lets the device pick the lowest free index. Returns the AID."""
-        self._operator()
+        self._owner_keys()
         aid = CONTAINER_AID_PREFIX if index is None else container_aid(index)
         data = install_for_install_data(aid, quota, reserved)
         p1 = InstallP1.FOR_INSTALL | InstallP1.FOR_MAKE_SELECTABLE
@@ -191,7 +159,7 @@ class IsdSession:
     def place_authorization(self, aid: bytes, provider_id: str, initial_keys: StaticKeys, expires_at: int) -> None:
         """INSTALL [for personalization] + STORE DATA of the authorization of communication: provider id,
         the one-time initial key set (DEK-encrypted, PUT KEY key-data format) and the expiry (Unix seconds)."""
-        keys = self._operator()
+        keys = self._owner_keys()
         self._call(
             CommandApdu(
                 Cla.GP, Ins.INSTALL, InstallP1.FOR_PERSONALIZATION, 0x00, install_for_personalization_data(aid)
@@ -207,23 +175,19 @@ class IsdSession:
 
     def lock(self, aid: bytes) -> None:
         """SET STATUS (GP 2.3.1 §11.10): OWNED -> LOCKED."""
-        self._operator()
+        self._owner_keys()
         self._call(CommandApdu(Cla.GP, Ins.SET_STATUS, 0x40, 0x80, aid), "SET STATUS lock")
 
     def unlock(self, aid: bytes) -> None:
         """SET STATUS: LOCKED -> OWNED."""
-        self._operator()
+        self._owner_keys()
         self._call(CommandApdu(Cla.GP, Ins.SET_STATUS, 0x40, 0x00, aid), "SET STATUS unlock")
 
     def revoke(self, aid: bytes) -> None:
         """DELETE (GP 2.3.1 §11.2): destroy the provider's key set and all content; back to AVAILABLE."""
-        self._operator()
+        self._owner_keys()
         self._call(CommandApdu(Cla.GP, Ins.DELETE, 0x00, 0x00, Tlv(0x4F, aid).to_bytes(), le=256), "DELETE")
 
     def rotate_keys(self, new: StaticKeys) -> None:
         """PUT KEY replacing the operator key set; the channel stays open under the new keys."""
-        keys = self._operator()
-        put = PutKeyCommand.for_keys(new, keys.dek, replace_kvn=keys.kvn)
-        answer = self._call(CommandApdu(Cla.GP, Ins.PUT_KEY, put.p1, put.p2, put.to_data(), le=256), "PUT KEY")
-        check_put_key_response(answer, new)
-        self._keys = new
+        self._put_key(self._owner_keys(), new)

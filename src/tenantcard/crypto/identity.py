@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import hmac
+import re
 from collections.abc import Callable
 
 from cryptography import x509
@@ -20,6 +21,7 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 
 DEVICE_AUTH_DOMAIN = b"tenantcard-device-auth-v1\x00"
 DEVICE_ID_LENGTH = 10
+DEVICE_ID_HEX_PATTERN = r"^[0-9A-Fa-f]{20}$"  # a device id written as text (either case)
 DEVICE_URN_PREFIX = "urn:tenantcard:device:"
 MIN_CHALLENGE = 16
 MAX_CHALLENGE = 64
@@ -38,6 +40,11 @@ def _check_challenge(device_id: bytes, challenge: bytes) -> None:
         raise IdentityError("device id must be 10 bytes")
     if not MIN_CHALLENGE <= len(challenge) <= MAX_CHALLENGE:
         raise IdentityError("challenge must be 16..64 bytes")
+
+
+def is_device_id_hex(text: str) -> bool:
+    """Whether ``text`` is a device id written in hex (``DEVICE_ID_HEX_PATTERN``)."""
+    return re.fullmatch(DEVICE_ID_HEX_PATTERN, text) is not None
 
 
 def login_challenge(now: float, random_bytes: Callable[[int], bytes]) -> bytes:

@@ -22,7 +22,7 @@ class OperatorApiError(ProviderError):
     def __init__(self, status: int, code: str, message: str) -> None:
         self.status = status
         self.code = code
-        super().__init__(f"operator: {message} ({code}, HTTP {status})" if status else f"operator: {message}")
+        super().__init__(f"operator: {message} ({code}, HTTP {status})" if status else message)
 
 
 class OwnershipError(ProviderError):

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -191,9 +191,10 @@ class ContainerInfo:
             raise OperatorApiError(0, "bad_response", "unexpected answer from the operator") from exc
 
 
-class OperatorClient:
-    """The operator's REST API (``/v1``), as a provider. ``transport`` lets tests and embedders pass an
-    ``httpx`` transport (e.g. ``httpx.ASGITransport`` / ``WSGITransport`` over the app)."""
+class OperatorApi:
+    """JSON calls to the operator's REST API (``/v1``) with a bearer credential (a provider's, a holder's); every
+    failure is an OperatorApiError that carries the operator's stable error code. ``transport`` lets tests and
+    embedders pass an ``httpx`` transport (e.g. ``httpx.ASGITransport`` / ``WSGITransport`` over the app)."""
 
     def __init__(
         self,
@@ -211,23 +212,25 @@ class OperatorClient:
         )
 
     def __repr__(self) -> str:
-        return f"OperatorClient({str(self._client.base_url)!r})"
+        return f"{type(self).__name__}({str(self._client.base_url)!r})"
 
     def close(self) -> None:
         self._client.close()
 
-    def __enter__(self) -> OperatorClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """The decoded JSON answer to ``method path`` (relative to ``/v1``), None for 204 No Content."""
         try:
             resp = self._client.request(method, path, json=body)
         except httpx.HTTPError as exc:
+            where = self._client.base_url
             raise OperatorApiError(
-                0, "unreachable", f"cannot reach {self._client.base_url} ({type(exc).__name__})"
+                0, "unreachable", f"cannot reach the operator at {where} ({type(exc).__name__})"
             ) from None
         if resp.status_code >= 400:
             code, message = "http_error", resp.reason_phrase or "error"
@@ -235,10 +238,16 @@ class OperatorClient:
                 err = resp.json()["error"]
                 code, message = str(err["code"]), str(err["message"])
             raise OperatorApiError(resp.status_code, code, message)
+        if resp.status_code == 204:
+            return None
         try:
             return resp.json()
         except ValueError as exc:
             raise OperatorApiError(resp.status_code, "bad_response", "the operator's answer is not JSON") from exc
+
+
+class OperatorClient(OperatorApi):
+    """The operator's REST API as a provider: one method per provider endpoint."""
 
     def request_container(
         self,
@@ -252,10 +261,10 @@ class OperatorClient:
         """Ask for a container on the device named by exactly one of serial, device id, IdP pointer."""
         device = {k: v for k, v in (("serial", serial), ("device_id", device_id), ("idp_pointer", idp_pointer)) if v}
         body = {"contract_id": contract_id, "device": device, "idempotency_key": idempotency_key or uuid.uuid4().hex}
-        return AuthorizationStatus.from_json(self._call("POST", "/authorizations", body))
+        return AuthorizationStatus.from_json(self.call("POST", "/authorizations", body))
 
     def authorization(self, authorization_id: str) -> AuthorizationStatus:
-        return AuthorizationStatus.from_json(self._call("GET", f"/authorizations/{authorization_id}"))
+        return AuthorizationStatus.from_json(self.call("GET", f"/authorizations/{authorization_id}"))
 
     def wait_for_bundle(
         self, authorization_id: str, *, timeout: float = 60.0, interval: float = 0.5
@@ -271,23 +280,23 @@ class OperatorClient:
             time.sleep(interval)
 
     def report_ownership(self, authorization_id: str) -> AuthorizationStatus:
-        return AuthorizationStatus.from_json(self._call("POST", f"/authorizations/{authorization_id}/ownership"))
+        return AuthorizationStatus.from_json(self.call("POST", f"/authorizations/{authorization_id}/ownership"))
 
     def containers(self) -> list[ContainerInfo]:
-        return [ContainerInfo.from_json(c) for c in self._call("GET", "/containers")]
+        return [ContainerInfo.from_json(c) for c in self.call("GET", "/containers")]
 
     def container(self, container_id: str) -> ContainerInfo:
-        return ContainerInfo.from_json(self._call("GET", f"/containers/{container_id}"))
+        return ContainerInfo.from_json(self.call("GET", f"/containers/{container_id}"))
 
     def revoke(self, container_id: str) -> ContainerInfo:
         """Phase 3: the operator revokes the provider's keys in the container (without knowing them)."""
-        return ContainerInfo.from_json(self._call("POST", f"/containers/{container_id}/revoke"))
+        return ContainerInfo.from_json(self.call("POST", f"/containers/{container_id}/revoke"))
 
     def lock(self, container_id: str) -> ContainerInfo:
-        return ContainerInfo.from_json(self._call("POST", f"/containers/{container_id}/lock"))
+        return ContainerInfo.from_json(self.call("POST", f"/containers/{container_id}/lock"))
 
     def unlock(self, container_id: str) -> ContainerInfo:
-        return ContainerInfo.from_json(self._call("POST", f"/containers/{container_id}/unlock"))
+        return ContainerInfo.from_json(self.call("POST", f"/containers/{container_id}/unlock"))
 
 
 def tcp_connect(address: str) -> Connection:

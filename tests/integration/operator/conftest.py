@@ -113,13 +113,9 @@ def operator_settings(tmp_path: Path, db_url: str, **overrides: Any) -> Operator
     return OperatorSettings(**values)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def live_operator(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveOperator]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'operator.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    op = LiveOperator(operator_settings(tmp_path, url)).start()
+@pytest.fixture
+def live_operator(db_url: str, tmp_path: Path) -> Iterator[LiveOperator]:
+    op = LiveOperator(operator_settings(tmp_path, db_url)).start()
     yield op
     op.stop()
 

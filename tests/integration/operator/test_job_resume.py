@@ -72,14 +72,6 @@ class OperatorProcess:
                 self.proc.kill()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def resume_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'operator.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
 @pytest.fixture
 def processes() -> Iterator[list[OperatorProcess]]:
     started: list[OperatorProcess] = []
@@ -88,8 +80,8 @@ def processes() -> Iterator[list[OperatorProcess]]:
         p.stop()
 
 
-def test_contract_end_job_survives_sigkill(resume_db: str, tmp_path: Path, processes: list[OperatorProcess]) -> None:
-    first = OperatorProcess(resume_db, tmp_path).start()
+def test_contract_end_job_survives_sigkill(db_url: str, tmp_path: Path, processes: list[OperatorProcess]) -> None:
+    first = OperatorProcess(db_url, tmp_path).start()
     processes.append(first)
     admin = first.admin()
     devices: list[RunningDevice] = [manufacture(admin, containers=CONTAINERS) for _ in range(DEVICES)]
@@ -121,7 +113,7 @@ def test_contract_end_job_survives_sigkill(resume_db: str, tmp_path: Path, proce
         first.kill()
         assert progress["done"] < total, "the job finished before the kill: nothing to resume"
 
-        second = OperatorProcess(resume_db, tmp_path).start()
+        second = OperatorProcess(db_url, tmp_path).start()
         processes.append(second)
         admin2 = second.admin()
         finished = wait_job(admin2, job["id"])

@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 import httpx
 
+from tenantcard.crypto.identity import is_device_id_hex
 from tenantcard.idp.login.base import DeviceProof
 
 
@@ -43,7 +44,6 @@ class PointerRegistry(Protocol):
     def register_pointer(self, device_id: str, pointer: str, proof: DeviceProof) -> None: ...
 
 
-_DEVICE_ID = re.compile(r"^[0-9A-Fa-f]{20}$")
 _HANDLE = re.compile(r"^[A-Za-z0-9._:\-]{1,200}$")  # a device id or a pointer (pairwise subs are base64url)
 
 
@@ -90,7 +90,7 @@ class HttpDeviceDirectory:
         return address if "://" in address else "tcp://" + address
 
     def status(self, device_id: str) -> DeviceStatus:
-        if not _DEVICE_ID.match(device_id):
+        if not is_device_id_hex(device_id):
             raise UnknownDeviceError("not a device id")
         value = self._device(device_id).get("status")
         try:
@@ -102,7 +102,7 @@ class HttpDeviceDirectory:
         """``POST {base}/v1/idp/devices/{device_id}/pointers``: the operator checks the device's signature over
         the login challenge, then accepts ``pointer`` as the ``idp_pointer`` naming this device (phase 1: a
         provider asks for a container by it)."""
-        if not _DEVICE_ID.match(device_id):
+        if not is_device_id_hex(device_id):
             raise UnknownDeviceError("not a device id")
         body = {"pointer": pointer, "challenge": proof.challenge.hex(), "signature": proof.signature.hex()}
         response = self._call(f"/v1/idp/devices/{quote(device_id.lower(), safe='')}/pointers", body)

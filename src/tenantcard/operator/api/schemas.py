@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tenantcard.crypto.identity import DEVICE_ID_HEX_PATTERN
+
 Id = Field(min_length=1, max_length=64)
 
 
@@ -87,7 +89,7 @@ class HolderCreate(Strict):
 
 
 class HolderLink(Strict):
-    device_id: str = Field(min_length=20, max_length=20, pattern=r"^[0-9a-fA-F]{20}$")
+    device_id: str = Field(min_length=20, max_length=20, pattern=DEVICE_ID_HEX_PATTERN)
 
 
 # --- devices -------------------------------------------------------------------------------------------------
@@ -183,7 +185,7 @@ class RotationOut(BaseModel):
 # --- authorizations ------------------------------------------------------------------------------------------
 class DeviceRefIn(Strict):
     serial: str | None = Field(default=None, min_length=1, max_length=64)
-    device_id: str | None = Field(default=None, min_length=20, max_length=20, pattern=r"^[0-9a-fA-F]{20}$")
+    device_id: str | None = Field(default=None, min_length=20, max_length=20, pattern=DEVICE_ID_HEX_PATTERN)
     idp_pointer: str | None = Field(default=None, min_length=1, max_length=200)
 
     @model_validator(mode="after")

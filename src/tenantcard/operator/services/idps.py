@@ -5,7 +5,6 @@ authenticated. It reaches nothing of providers, holders or staff."""
 from __future__ import annotations
 
 import datetime
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, cast
@@ -14,7 +13,13 @@ from cryptography import x509
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from tenantcard.crypto.identity import LOGIN_CHALLENGE_LENGTH, IdentityError, login_challenge_time, verify_device_auth
+from tenantcard.crypto.identity import (
+    LOGIN_CHALLENGE_LENGTH,
+    IdentityError,
+    is_device_id_hex,
+    login_challenge_time,
+    verify_device_auth,
+)
 from tenantcard.operator.db import repositories as repo
 from tenantcard.operator.db.models import CredentialKind, Device, DevicePointer, DeviceStatus, IdentityProvider
 from tenantcard.operator.services.core import Env, new_id
@@ -23,7 +28,6 @@ from tenantcard.operator.services.errors import Conflict, NotFound
 from tenantcard.operator.services.registry import check_name
 
 CaSource = Callable[[], x509.Certificate]
-_DEVICE_ID = re.compile(r"^[0-9A-Fa-f]{20}$")
 
 
 Status = Literal["active", "lost", "retired"]
@@ -89,7 +93,7 @@ class IdentityProviders:
         env = self._env
         with env.db.transaction() as s:
             device: Device | None
-            if _DEVICE_ID.match(handle):
+            if is_device_id_hex(handle):
                 device, by = repo.device(s, handle.lower()), "device_id"
             else:
                 row = s.get(DevicePointer, handle)

@@ -29,6 +29,15 @@ _LIFECYCLE = {
 }
 
 
+@contextmanager
+def _refused(command: str) -> Iterator[None]:
+    """A refusal status word of ``command`` becomes ``DeviceRefused``."""
+    try:
+        yield
+    except StatusError as exc:
+        raise DeviceRefused(command, int(exc.sw)) from exc
+
+
 class _Channel:
     """``IsdChannel`` over an authenticated ``IsdSession``; a refusal status word becomes ``DeviceRefused``."""
 
@@ -36,10 +45,8 @@ class _Channel:
         self._s = session
 
     def containers(self) -> list[ContainerInfo]:
-        try:
+        with _refused("GET STATUS"):
             entries = self._s.list_containers()
-        except StatusError as exc:
-            raise DeviceRefused("GET STATUS", int(exc.sw)) from exc
         out = []
         for entry in entries:
             index = entry.index
@@ -50,44 +57,32 @@ class _Channel:
         return out
 
     def create_container(self, index: int | None, quota: int, reserved: int) -> int:
-        try:
+        with _refused("INSTALL"):
             aid = self._s.create_container(index, quota, reserved)
-        except StatusError as exc:
-            raise DeviceRefused("INSTALL", int(exc.sw)) from exc
         created = container_index(aid)
         if created is None:
             raise GatewayError("INSTALL answered no container AID")
         return created
 
     def place_authorization(self, index: int, provider_id: str, keys: StaticKeys, expires_at: int) -> None:
-        try:
+        with _refused("STORE DATA"):
             self._s.place_authorization(container_aid(index), provider_id, keys, expires_at)
-        except StatusError as exc:
-            raise DeviceRefused("STORE DATA", int(exc.sw)) from exc
 
     def lock(self, index: int) -> None:
-        try:
+        with _refused("SET STATUS"):
             self._s.lock(container_aid(index))
-        except StatusError as exc:
-            raise DeviceRefused("SET STATUS", int(exc.sw)) from exc
 
     def unlock(self, index: int) -> None:
-        try:
+        with _refused("SET STATUS"):
             self._s.unlock(container_aid(index))
-        except StatusError as exc:
-            raise DeviceRefused("SET STATUS", int(exc.sw)) from exc
 
     def revoke(self, index: int) -> None:
-        try:
+        with _refused("DELETE"):
             self._s.revoke(container_aid(index))
-        except StatusError as exc:
-            raise DeviceRefused("DELETE", int(exc.sw)) from exc
 
     def rotate_keys(self, new: StaticKeys) -> None:
-        try:
+        with _refused("PUT KEY"):
             self._s.rotate_keys(new)
-        except StatusError as exc:
-            raise DeviceRefused("PUT KEY", int(exc.sw)) from exc
 
 
 class TcpDeviceGateway:
