@@ -25,7 +25,7 @@ from tenantcard.operator.db.models import CredentialKind, Device, DevicePointer,
 from tenantcard.operator.services.core import Env, new_id
 from tenantcard.operator.services.credentials import Credentials
 from tenantcard.operator.services.errors import Conflict, NotFound
-from tenantcard.operator.services.registry import check_name
+from tenantcard.operator.services.registry import add_named, check_name
 
 CaSource = Callable[[], x509.Certificate]
 
@@ -60,15 +60,15 @@ class IdentityProviders:
         env = self._env
         check_name(name)
         idp = IdentityProvider(id=new_id("idp", env.random), name=name, created_at=env.now())
-        try:
-            with env.db.transaction() as s:
-                if s.execute(select(IdentityProvider).where(IdentityProvider.name == name)).first() is not None:
-                    raise Conflict("an identity provider of that name exists", code="idp_exists")
-                s.add(idp)
-                s.flush()
-                env.audit.append(s, "admin", "idp.registered", idp.id, {"name": name})
-        except IntegrityError as exc:
-            raise Conflict("an identity provider of that name exists", code="idp_exists") from exc
+        add_named(
+            env,
+            idp,
+            taken=lambda s: (
+                s.execute(select(IdentityProvider).where(IdentityProvider.name == name)).first() is not None
+            ),
+            action="idp.registered",
+            conflict=("an identity provider of that name exists", "idp_exists"),
+        )
         return idp, self._credentials.issue(CredentialKind.IDP, idp.id)
 
     def new_credential(self, idp_id: str) -> tuple[IdentityProvider, str]:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from tenantcard.crypto.identity import IdentityError, verify_device_auth
 from tenantcard.operator.db import repositories as repo
@@ -22,6 +23,7 @@ from tenantcard.operator.db.models import (
     DevicePointer,
     DeviceStatus,
     Holder,
+    IdentityProvider,
     Provider,
 )
 from tenantcard.operator.services.core import Env, new_id
@@ -47,6 +49,28 @@ def check_name(name: str) -> str:
     return name
 
 
+def add_named(
+    env: Env,
+    row: Provider | IdentityProvider,
+    *,
+    taken: Callable[[Session], bool],
+    action: str,
+    conflict: tuple[str, str],
+) -> None:
+    """Store ``row`` (a provider, an identity provider: unique by name) and audit ``action``; Conflict with
+    ``conflict`` (message, code) when ``taken`` says, or the database finds, that the name is in use."""
+    message, code = conflict
+    try:
+        with env.db.transaction() as s:
+            if taken(s):
+                raise Conflict(message, code=code)
+            s.add(row)
+            s.flush()
+            env.audit.append(s, "admin", action, row.id, {"name": row.name})
+    except IntegrityError as exc:
+        raise Conflict(message, code=code) from exc
+
+
 class Registry:
     def __init__(self, env: Env, credentials: Credentials, ca_certificate: CaSource) -> None:
         self._env = env
@@ -58,15 +82,13 @@ class Registry:
         env = self._env
         check_name(name)
         provider = Provider(id=new_id("prv", env.random), name=name, created_at=env.now())
-        try:
-            with env.db.transaction() as s:
-                if repo.provider_by_name(s, name) is not None:
-                    raise Conflict("a provider of that name exists", code="provider_exists")
-                s.add(provider)
-                s.flush()
-                env.audit.append(s, "admin", "provider.registered", provider.id, {"name": name})
-        except IntegrityError as exc:
-            raise Conflict("a provider of that name exists", code="provider_exists") from exc
+        add_named(
+            env,
+            provider,
+            taken=lambda s: repo.provider_by_name(s, name) is not None,
+            action="provider.registered",
+            conflict=("a provider of that name exists", "provider_exists"),
+        )
         return provider, self._credentials.issue(CredentialKind.PROVIDER, provider.id)
 
     def new_provider_credential(self, provider_id: str) -> str:
