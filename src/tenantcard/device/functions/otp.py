@@ -7,6 +7,7 @@ format and the helpers below.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Set as AbstractSet
 from dataclasses import replace
 
@@ -97,7 +98,7 @@ def host_or_device_time(ctx: FunctionContext, request: CalculateRequest) -> int:
     return int(ctx.now()) if request.time is None else request.time
 
 
-class CredentialFunction:
+class CredentialFunction(ABC):
     """A function over OATH credentials (``ContainerFunction``): put, compute, delete and list, one instruction
     each, on the credentials of one store kind. A subclass names them and computes."""
 
@@ -135,13 +136,14 @@ class CredentialFunction:
             raise ApduError(SW.INCORRECT_DATA, self.malformed) from exc
         raise ApduError(SW.INS_NOT_SUPPORTED)
 
-    def check(self, credential: bytes) -> None:
+    def check(self, credential: bytes) -> None:  # noqa: B027 - optional hook
         """Refuse, before anything else, a credential the container could never compute (``put_ins`` data)."""
 
+    @abstractmethod
     def compute(self, ctx: FunctionContext, cred: OathCredential, request: CalculateRequest) -> bytes:
-        raise NotImplementedError
+        """The response data for one calculation with ``cred``."""
 
-    def destroy(self, ctx: FunctionContext) -> None:
+    def destroy(self, ctx: FunctionContext) -> None:  # noqa: B027 - nothing lives outside the store
         """Nothing lives outside the store."""
 
 

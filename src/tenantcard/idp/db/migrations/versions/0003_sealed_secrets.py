@@ -77,4 +77,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    raise NotImplementedError("sealed keys are not unsealed back into the database")
+    # One way only: unsealing keys back into clear columns would undo the point of this revision.
+    raise RuntimeError("revision 0003 cannot be downgraded: sealed keys are not unsealed back into the database")
