@@ -17,6 +17,7 @@ from tenantcard.crypto.errors import KeyDataError, SecureChannelError
 from tenantcard.crypto.scp03 import Scp03Card, StaticKeys
 from tenantcard.device.functions.base import ContainerFunction
 from tenantcard.device.store import KeyRole, KeySetRow, Store
+from tenantcard.wire.apdu import CLA_SECURE_MESSAGING as CLA_SECURE_MESSAGING
 from tenantcard.wire.apdu import CommandApdu, ResponseApdu
 from tenantcard.wire.gp import Ins, SecurityLevel
 from tenantcard.wire.sw import SW, ApduError
@@ -24,7 +25,6 @@ from tenantcard.wire.sw import SW, ApduError
 log = logging.getLogger(__name__)
 
 MAX_AUTH_TRIES = 10  # consecutive failed EXTERNAL AUTHENTICATEs that block a key set (6983)
-CLA_SM = 0x04
 LEVEL_CMAC = SecurityLevel.C_MAC.value
 LEVEL_FULL = 0x33  # C-MAC, C-DECRYPTION, R-MAC, R-ENCRYPTION
 
@@ -160,12 +160,12 @@ class SecurityDomainApp(Application):
             if refusal is not None:
                 self.close_session()
                 raise ApduError(refusal, "domain refuses commands in this state")
-            if cmd.ins == Ins.INITIALIZE_UPDATE and not cmd.cla & CLA_SM:
+            if cmd.ins == Ins.INITIALIZE_UPDATE and not cmd.cla & CLA_SECURE_MESSAGING:
                 return self._initialize_update(cmd)
             return self._external_authenticate(cmd)
         self._pending_version = None
         secured = False
-        if cmd.cla & CLA_SM:
+        if cmd.cla & CLA_SECURE_MESSAGING:
             if not self.scp.authenticated or self.level == 0:
                 self.close_session()
                 raise ApduError(SW.SECURITY_STATUS_NOT_SATISFIED, "secure messaging without a session")

@@ -25,6 +25,7 @@ from tenantcard.device.isd import IsdApp
 from tenantcard.device.store import Store
 from tenantcard.keyvault import KeyVault
 from tenantcard.wire.apdu import CLA_CHAINING, MAX_EXTENDED_LC, CommandApdu, ResponseApdu
+from tenantcard.wire.apdu import CLA_SECURE_MESSAGING as CLA_SECURE_MESSAGING
 from tenantcard.wire.errors import WireError
 from tenantcard.wire.gp import ISD_AID, Ins, container_aid, container_index
 from tenantcard.wire.sw import SW, ApduError
@@ -46,7 +47,6 @@ def _atr() -> bytes:
 
 ATR = _atr()
 SHORT_RESPONSE = 256
-CLA_SM = 0x04
 
 
 class CardSession:
@@ -126,11 +126,11 @@ class CardSession:
             self._pending = b""
             return SW.WRONG_LENGTH.to_bytes()
         cla = cmd.cla
-        if cla & ~(CLA_CHAINING | CLA_SM | 0x03) not in (0x00, 0x80):
+        if cla & ~(CLA_CHAINING | CLA_SECURE_MESSAGING | 0x03) not in (0x00, 0x80):
             raise ApduError(SW.CLA_NOT_SUPPORTED, "class not supported")
         if cla & 0x03:
             raise ApduError(SW.LOGICAL_CHANNEL_NOT_SUPPORTED, "logical channels not supported")
-        if cmd.ins == Ins.GET_RESPONSE and not cla & (CLA_SM | CLA_CHAINING):
+        if cmd.ins == Ins.GET_RESPONSE and not cla & (CLA_SECURE_MESSAGING | CLA_CHAINING):
             return self._get_response(cmd)
         self._pending = b""
         if cla & CLA_CHAINING or self._chain is not None:
@@ -138,7 +138,7 @@ class CardSession:
             if joined is None:
                 return SW.OK.to_bytes()
             cmd = joined
-        if cmd.ins == Ins.SELECT and not cmd.cla & CLA_SM:
+        if cmd.ins == Ins.SELECT and not cmd.cla & CLA_SECURE_MESSAGING:
             return self._respond(self._select(cmd), cmd)
         app = self._app
         if app is None:

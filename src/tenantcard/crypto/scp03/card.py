@@ -12,7 +12,6 @@ import os
 from tenantcard.crypto.errors import CryptoError, SecureChannelError
 from tenantcard.crypto.scp03.channel import (
     C_DECRYPTION,
-    CLA_SM,
     R_ENCRYPTION,
     R_MAC,
     Channel,
@@ -28,7 +27,7 @@ from tenantcard.crypto.scp03.kdf import (
     session_keys,
 )
 from tenantcard.crypto.scp03.keys import RandomSource, StaticKeys
-from tenantcard.wire.apdu import CommandApdu, ResponseApdu
+from tenantcard.wire.apdu import CLA_SECURE_MESSAGING, CommandApdu, ResponseApdu
 from tenantcard.wire.gp import Ins, SecurityLevel
 from tenantcard.wire.sw import SW, ApduError
 
@@ -170,7 +169,11 @@ class Scp03Card:
         pending = self._pending
         self._pending = None
         try:
-            if pending is None or cmd.ins != Ins.EXTERNAL_AUTHENTICATE or cmd.cla & ~0x03 != 0x80 | CLA_SM:
+            if (
+                pending is None
+                or cmd.ins != Ins.EXTERNAL_AUTHENTICATE
+                or cmd.cla & ~0x03 != 0x80 | CLA_SECURE_MESSAGING
+            ):
                 raise SecureChannelError()
             level = cmd.p1
             if cmd.p2 != 0x00 or not SecurityLevel.valid(level):
@@ -195,7 +198,7 @@ class Scp03Card:
             if ch is None:
                 raise SecureChannelError()
             if ch.level == 0:
-                if cmd.cla & CLA_SM:
+                if cmd.cla & CLA_SECURE_MESSAGING:
                     raise SecureChannelError()
                 return cmd
             counter = ch.counter
@@ -207,7 +210,9 @@ class Scp03Card:
             self.reset()
             raise
         self._counter_in_use = counter
-        return CommandApdu(cmd.cla & ~CLA_SM, cmd.ins, cmd.p1, cmd.p2, data, cmd.le, extended=cmd.extended)
+        return CommandApdu(
+            cmd.cla & ~CLA_SECURE_MESSAGING, cmd.ins, cmd.p1, cmd.p2, data, cmd.le, extended=cmd.extended
+        )
 
     def wrap(self, resp: ResponseApdu) -> ResponseApdu:
         """Protect a response: R-ENC of the data, then R-MAC over data || SW (Amd D §6.2.5, §6.2.7) at levels

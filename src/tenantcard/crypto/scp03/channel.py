@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algori
 
 from tenantcard.crypto.errors import SecureChannelError
 from tenantcard.crypto.scp03.kdf import Prf, SessionKeys
+from tenantcard.wire.apdu import CLA_SECURE_MESSAGING as CLA_SECURE_MESSAGING
 from tenantcard.wire.apdu import CommandApdu
 from tenantcard.wire.gp import SecurityLevel
 
@@ -20,7 +21,6 @@ C_MAC = SecurityLevel.C_MAC.value
 C_DECRYPTION = SecurityLevel.C_DECRYPTION.value
 R_MAC = SecurityLevel.R_MAC.value
 R_ENCRYPTION = SecurityLevel.R_ENCRYPTION.value
-CLA_SM = 0x04  # GP 2.3.1 §11.1.4
 
 
 _SHORT = 4 * BLOCK  # up to this many padded bytes, CBC encryption is chained here over the kept ECB context
@@ -86,7 +86,7 @@ class Channel:
 
     def mac_command(self, cmd: CommandApdu, data: bytes, extended: bool) -> CommandApdu:
         """Append a C-MAC to ``data`` (already encrypted if needed) and advance the chaining value."""
-        cla = cmd.cla | CLA_SM
+        cla = cmd.cla | CLA_SECURE_MESSAGING
         total = len(data) + self.mac_len
         # The Lc that will go on the wire: extended when asked, or when the data or Le need it (ISO 7816-4 §5.1).
         ext = extended or total > 0xFF or (cmd.le is not None and cmd.le > 0x100)
@@ -98,7 +98,7 @@ class Channel:
     def verify_command(self, cmd: CommandApdu) -> bytes:
         """Check the C-MAC of a received command; returns the data without it and advances the chaining value."""
         n = self.mac_len
-        if not cmd.cla & CLA_SM or len(cmd.data) < n:
+        if not cmd.cla & CLA_SECURE_MESSAGING or len(cmd.data) < n:
             raise SecureChannelError()
         body, received = cmd.data[:-n], cmd.data[-n:]
         full = self.command_mac(cmd.header, lc_bytes(len(cmd.data), cmd.extended), body)
