@@ -345,26 +345,7 @@ def test_device_process_sigkilled_during_contract_end_job(
 
 def _pg_crash() -> None:
     """Crash the real cluster that scripts/services runs (pg_ctl stop -m immediate: no shutdown checkpoint)."""
-    bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
-    assert bins, "PostgreSQL is not installed"
-    subprocess.run(
-        [
-            "runuser",
-            "-u",
-            "postgres",
-            "--",
-            str(bins[-1]),
-            "-D",
-            str(ROOT / ".run" / "pg"),
-            "-m",
-            "immediate",
-            "-w",
-            "stop",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    subprocess.run([str(ROOT / "scripts" / "services"), "pg-crash"], check=True, capture_output=True, timeout=60)
 
 
 def _pg_start() -> None:

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
+from tenantcard.config import configurable
 from tenantcard.transport.base import TransportError
 
 if TYPE_CHECKING:
@@ -99,6 +100,7 @@ def device() -> None:
     """
 
 
+@configurable("TENANTCARD_DEVICE")
 @device.command("init")
 @_store_option("Store file to create (must not exist).")
 @click.option("--containers", type=click.IntRange(1, 255), required=True, help="Number of secure containers (1-255).")
@@ -222,6 +224,7 @@ def _write_keys(fd: int, device_id: bytes, serial: str, keys: StaticKeys) -> Non
     os.fsync(fd)
 
 
+@configurable("TENANTCARD_DEVICE")
 @device.command("serve")
 @_store_option("The device's store file (made by 'device init').")
 @click.option(
@@ -376,6 +379,7 @@ def _wait_for_stop() -> None:
             signal.signal(sig, old)
 
 
+@configurable("TENANTCARD_DEVICE")
 @device.command("info")
 @_store_option("The device's store file.")
 @_vault_of_store

@@ -6,12 +6,20 @@ from typing import Any
 
 import click
 
+from tenantcard.config import configurable
+
 CREDENTIAL_ENV = "TENANTCARD_HOLDER_CREDENTIAL"
 
 
+@configurable("TENANTCARD_HOLDER")
 @click.group()
 @click.option(
-    "--operator", "operator_url", envvar="TENANTCARD_OPERATOR_URL", default="http://127.0.0.1:8400", show_default=True
+    "--operator",
+    "operator_url",
+    envvar="TENANTCARD_OPERATOR_URL",
+    default="http://127.0.0.1:8400",
+    show_default=True,
+    help="Operator base URL (or $TENANTCARD_OPERATOR_URL).",
 )
 @click.option("--credential", envvar=CREDENTIAL_ENV, help=f"Holder credential (or ${CREDENTIAL_ENV})")
 @click.pass_context

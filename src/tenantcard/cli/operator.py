@@ -134,10 +134,18 @@ def device() -> None:
 
 @device.command("manufacture")
 @_common
-@click.option("--containers", type=click.IntRange(0, 64), default=4, show_default=True)
-@click.option("--quota", type=click.IntRange(1, 1 << 30), default=64 * 1024, show_default=True)
-@click.option("--reserved", type=click.IntRange(0, 1 << 30), default=0, show_default=True)
-@click.option("--serial")
+@click.option("--containers", type=click.IntRange(0, 64), default=4, show_default=True, help="Containers to create.")
+@click.option(
+    "--quota",
+    type=click.IntRange(1, 1 << 30),
+    default=64 * 1024,
+    show_default=True,
+    help="Memory quota of each, bytes.",
+)
+@click.option(
+    "--reserved", type=click.IntRange(0, 1 << 30), default=0, show_default=True, help="Memory reserved for each, bytes."
+)
+@click.option("--serial", help="Serial number (default: derived from the device id).")
 @click.option("--store", type=click.Path(dir_okay=False, path_type=Path), help="Where to write the device store")
 @click.option("--device-vault", help="Key vault URI of the device's sealing key")
 def manufacture(
@@ -271,11 +279,19 @@ def contract() -> None:
 
 @contract.command("create")
 @_common
-@click.option("--provider", "provider_id", required=True)
+@click.option("--provider", "provider_id", required=True, help="The provider's id (from 'operator provider register').")
 @click.option("--option", type=click.Choice(["A", "B"]), required=True, help="A: container per request; B: fixed index")
 @click.option("--index", "container_index", type=click.IntRange(0, 0xFFFF), help="Fixed container index (option B)")
-@click.option("--quota", type=click.IntRange(1, 1 << 30), default=64 * 1024, show_default=True)
-@click.option("--reserved", type=click.IntRange(0, 1 << 30), default=0, show_default=True)
+@click.option(
+    "--quota",
+    type=click.IntRange(1, 1 << 30),
+    default=64 * 1024,
+    show_default=True,
+    help="Container memory quota, bytes.",
+)
+@click.option(
+    "--reserved", type=click.IntRange(0, 1 << 30), default=0, show_default=True, help="Memory reserved for it, bytes."
+)
 @click.option("--consent/--no-consent", default=False, show_default=True, help="Holder consent required")
 def create_contract(
     target: _Target,
@@ -374,8 +390,8 @@ def verify(target: _Target) -> None:
 
 @audit.command("show")
 @_common
-@click.option("--after", type=click.IntRange(0), default=0)
-@click.option("--limit", type=click.IntRange(1, 10000), default=50)
+@click.option("--after", type=click.IntRange(0), default=0, help="Show entries after this sequence number.")
+@click.option("--limit", type=click.IntRange(1, 10000), default=50, help="Show at most this many entries.")
 def show(target: _Target, after: int, limit: int) -> None:
     """Print audit entries."""
     with _services(target) as svc, svc.env.db.transaction() as s:

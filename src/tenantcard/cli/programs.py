@@ -103,7 +103,13 @@ def programs(ctx: click.Context, keystore: Path | None) -> None:
 
 @programs.command("keygen")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="PEM file to create.")
-@click.option("--algorithm", type=click.Choice(["ed25519", "p256"]), default="ed25519", show_default=True)
+@click.option(
+    "--algorithm",
+    type=click.Choice(["ed25519", "p256"]),
+    default="ed25519",
+    show_default=True,
+    help="Signature scheme.",
+)
 def keygen(out: Path, algorithm: str) -> None:
     """Create a program-signing key (PKCS#8 PEM, mode 0600; encrypted when $TENANTCARD_PROGRAM_KEY_PASSWORD
     is set) and print its public key."""
@@ -128,7 +134,12 @@ def _hex(value: str, what: str) -> bytes:
 
 
 @programs.command("sign")
-@click.option("--key", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
+@click.option(
+    "--key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="Program-signing key (PEM, from 'programs keygen').",
+)
 @click.option(
     "--module",
     "module_path",
@@ -138,10 +149,20 @@ def _hex(value: str, what: str) -> bytes:
 )
 @click.option("--container-aid", required=True, metavar="HEX", help="AID of the container it is for.")
 @click.option("--program-id", type=click.IntRange(1, 254), required=True, help="INVOKE P1 of the program.")
-@click.option("--version", "version", type=click.IntRange(0, 0xFFFFFFFF), required=True)
-@click.option("--memory", type=click.IntRange(65536, 0xFFFFFFFF), default=65536, show_default=True)
+@click.option(
+    "--version", "version", type=click.IntRange(0, 0xFFFFFFFF), required=True, help="Program version (must grow)."
+)
+@click.option(
+    "--memory",
+    type=click.IntRange(65536, 0xFFFFFFFF),
+    default=65536,
+    show_default=True,
+    help="Linear memory limit, bytes.",
+)
 @click.option("--fuel", type=click.IntRange(1), default=10_000_000, show_default=True, help="Budget per call.")
-@click.option("--deadline-ms", type=click.IntRange(1, 0xFFFFFFFF), default=500, show_default=True)
+@click.option(
+    "--deadline-ms", type=click.IntRange(1, 0xFFFFFFFF), default=500, show_default=True, help="Time limit per call."
+)
 @access_option("provider")
 @click.option("--name", default="", help="A name for people (up to 32 bytes).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Load file to write.")
@@ -186,7 +207,12 @@ def sign(
 
 @programs.command("trust")
 @_container_argument
-@click.option("--key", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
+@click.option(
+    "--key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="Program-signing key (PEM) whose public half the container will trust.",
+)
 def trust(container: str, key: Path) -> None:
     """Install the public half of a program-signing key in the container: from then on it accepts only
     programs signed by that key."""
@@ -270,7 +296,7 @@ def list_programs(container: str, as_json: bool) -> None:
 @programs.command("invoke")
 @_container_argument
 @click.argument("program_id", type=click.IntRange(1, 254))
-@click.option("--p2", type=click.IntRange(0, 255), default=0, show_default=True)
+@click.option("--p2", type=click.IntRange(0, 255), default=0, show_default=True, help="P2 byte of INVOKE.")
 @click.option("--data", "data_hex", default="", metavar="HEX", help="Command data.")
 def invoke(container: str, program_id: int, p2: int, data_hex: str) -> None:
     """Send command data to a program; prints its answer and status word (exit 1 unless 9000)."""
@@ -302,7 +328,14 @@ def delete(container: str, program_id: int) -> None:
 @programs.command("genkey")
 @_container_argument
 @click.argument("key_id", type=click.IntRange(1, 254))
-@click.option("--type", "key_type", type=click.Choice(["ed25519", "p256"]), default="ed25519", show_default=True)
+@click.option(
+    "--type",
+    "key_type",
+    type=click.Choice(["ed25519", "p256"]),
+    default="ed25519",
+    show_default=True,
+    help="Key type.",
+)
 def genkey(container: str, key_id: int, key_type: str) -> None:
     """Generate a signing key for programs in the container (it never leaves it); prints the public key."""
     from tenantcard.client.programs import ProgramsClient

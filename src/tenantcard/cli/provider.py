@@ -33,6 +33,7 @@ from tenantcard.cli.provider_common import (
     open_file_keystore,
     passphrase,
 )
+from tenantcard.config import configurable
 
 PKCS11_MODULE_ENV = "TENANTCARD_PKCS11_MODULE"
 PKCS11_TOKEN_ENV = "TENANTCARD_PKCS11_TOKEN"
@@ -86,6 +87,7 @@ class Settings:
 pass_settings = click.make_pass_decorator(Settings)
 
 
+@configurable("TENANTCARD_PROVIDER")
 @click.group()
 @click.option(
     "--keystore",
@@ -334,7 +336,9 @@ def store(settings: Settings, container: str, name: str, value: str | None, file
 
 @provider.command("set-pin")
 @click.argument("container")
-@click.option("--retries", type=click.IntRange(1, 15), default=3, show_default=True)
+@click.option(
+    "--retries", type=click.IntRange(1, 15), default=3, show_default=True, help="Wrong PINs before it blocks."
+)
 @pass_settings
 @fails_cleanly
 def set_pin(settings: Settings, container: str, retries: int) -> None:
@@ -537,7 +541,13 @@ def ocra(
 @provider.command("keygen")
 @click.argument("container")
 @click.argument("slot", type=click.IntRange(1, 127))
-@click.option("--algorithm", type=click.Choice(["p256", "ed25519"]), default="p256", show_default=True)
+@click.option(
+    "--algorithm",
+    type=click.Choice(["p256", "ed25519"]),
+    default="p256",
+    show_default=True,
+    help="Key type: ECDSA P-256 or Ed25519.",
+)
 @access_option("holder-or-provider")
 @click.option("--replace", is_flag=True, help="Replace the key in that slot (its certificate is dropped).")
 @pass_settings
