@@ -7,6 +7,7 @@ absolute times drift on a shared, noisy machine.
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -84,3 +85,12 @@ def compared(
     """The ``per_op`` figure of ``candidate`` against ``baseline``, timed ``interleaved``."""
     value, floor = interleaved(candidate, baseline, repeat=repeat, number=number)
     return per_op(name, value, floor, description, aim)
+
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def rss_bytes() -> int:
+    """Resident memory of this process now (Linux /proc)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * PAGE
