@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from tenantcard.config import configurable
+from tenantcard.cli.config import configurable
 from tenantcard.transport.base import TransportError
 
 if TYPE_CHECKING:

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from tenantcard.config import configurable
+from tenantcard.cli.config import configurable
 
 CREDENTIAL_ENV = "TENANTCARD_HOLDER_CREDENTIAL"
 

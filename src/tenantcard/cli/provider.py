@@ -24,6 +24,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from tenantcard.cli.config import configurable
 from tenantcard.cli.provider_common import (
     ACCESS_NAMES,
     KEYSTORE_ENV,
@@ -33,7 +34,6 @@ from tenantcard.cli.provider_common import (
     open_file_keystore,
     passphrase,
 )
-from tenantcard.config import configurable
 
 PKCS11_MODULE_ENV = "TENANTCARD_PKCS11_MODULE"
 PKCS11_TOKEN_ENV = "TENANTCARD_PKCS11_TOKEN"

@@ -1,4 +1,4 @@
-"""``tenantcard.config.configurable``: option values from a TOML file and the environment, the command line
+"""``tenantcard.cli.config.configurable``: option values from a TOML file and the environment, the command line
 winning over both; a bad file is one line and a non-zero exit."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from click.testing import CliRunner
 
-from tenantcard.config import configurable
+from tenantcard.cli.config import configurable
 
 
 @click.group()
