@@ -17,7 +17,8 @@ import functools
 import tempfile
 from pathlib import Path
 
-from tests.hardening.workload import DeviceLoad, Latencies, OperatorLoad, OperatorProcess, run_clients
+from tests.hardening.workload import DeviceLoad, Latencies, OperatorLoad, run_clients
+from tests.support.operator_rig import OperatorProcess
 from tests.support.services import fresh_postgres_database
 
 from bench.common import Figure

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
+from tests.support.operator_rig import operators  # noqa: F401  (fixture: operator processes, stopped at the end)
 from tests.support.paths import load_vectors
 from tests.support.services import SoftHsmToken, fresh_postgres_database, init_softhsm_token
 from tests.support.transports import card_connect  # noqa: F401  (fixture: one test over every transport)

@@ -33,13 +33,15 @@ from tenantcard.transport.tcp_client import TcpConnection
 from tenantcard.transport.tcp_server import DeviceServerThread
 from tenantcard.wire.gp import container_aid
 from tenantcard.wire.tenant import Access
-from tests.hardening.workload import (
-    DeviceLoad,
+from tests.hardening.workload import FLEET_QUOTA, JOB_TIMEOUT, DeviceLoad, provider_keys
+from tests.support.operator_rig import (
     FleetDevice,
     OperatorProcess,
     audit_entries,
+    device_states,
     manufacture,
-    provider_keys,
+    provider_with_contract,
+    request,
     take_ownership,
     wait_job,
 )
@@ -138,9 +140,7 @@ STATE_NAMES = {
 def assert_devices_agree(admin: httpx.Client, fleet: list[FleetDevice]) -> None:
     """The registry, once reconciled, says for each container what the device's own store says."""
     for d in fleet:
-        r = admin.post(f"/v1/admin/devices/{d.device_id}/reconcile")
-        assert r.status_code == 200, r.text
-        registry = {c["index"]: (c["state"], c["provider_id"]) for c in r.json()["containers"]}
+        registry = device_states(admin, d.device_id)
         assert d.device is not None
         with d.device.lock:
             rows = d.device.store.containers()
@@ -156,19 +156,6 @@ def fleet_stop() -> Iterator[list[FleetDevice]]:
         d.stop()
 
 
-@pytest.fixture
-def operators() -> Iterator[list[OperatorProcess]]:
-    started: list[OperatorProcess] = []
-    yield started
-    for op in started:
-        op.stop()
-
-
-def _place(client: httpx.Client, contract_id: str, device_id: str, key: str) -> httpx.Response:
-    body = {"contract_id": contract_id, "device": {"device_id": device_id}, "idempotency_key": key}
-    return client.post("/v1/authorizations", json=body)
-
-
 def test_operator_sigkill_under_load_then_registry_and_devices_agree(
     tmp_path: Path, postgres_url: str, fleet_stop: list[FleetDevice], operators: list[OperatorProcess]
 ) -> None:
@@ -180,15 +167,11 @@ def test_operator_sigkill_under_load_then_registry_and_devices_agree(
     operators.append(op)
     admin = op.client()
     for _ in range(2):
-        d = manufacture(admin, 10)
-        d.serve(admin)
+        d = manufacture(admin, 10, quota=FLEET_QUOTA)
         fleet_stop.append(d)
     providers = []
     for p in range(4):
-        provider = admin.post("/v1/admin/providers", json={"name": f"P{p}"}).json()
-        contract = admin.post(
-            "/v1/admin/contracts", json={"provider_id": provider["id"], "option": "A", "quota": 1024}
-        ).json()
+        provider, contract = provider_with_contract(admin, f"P{p}")
         providers.append((provider, contract))
     keys = [f"kill-{i}-{uuid.uuid4().hex}" for i in range(16)]
     acked: dict[str, str] = {}
@@ -198,7 +181,7 @@ def test_operator_sigkill_under_load_then_registry_and_devices_agree(
         provider, contract = providers[i % len(providers)]
         with op.client(provider["credential"]) as c:
             try:
-                r = _place(c, contract["id"], fleet_stop[i % 2].device_id, keys[i])
+                r = request(c, contract["id"], {"device_id": fleet_stop[i % 2].device_id}, keys[i])
             except httpx.HTTPError:
                 return
             if r.status_code == 201:
@@ -225,7 +208,7 @@ def test_operator_sigkill_under_load_then_registry_and_devices_agree(
         with op2.client(provider["credential"]) as c:
             deadline = time.monotonic() + 120
             while True:
-                r = _place(c, contract["id"], fleet_stop[i % 2].device_id, key)
+                r = request(c, contract["id"], {"device_id": fleet_stop[i % 2].device_id}, key)
                 if r.status_code != 409 or r.json()["error"]["code"] != "device_busy":
                     break
                 assert time.monotonic() < deadline, "the dead operator's device lease never ran out"
@@ -255,33 +238,23 @@ def test_device_unreachable_mid_job_then_job_completes(
     operators.append(op)
     admin = op.client()
     for _ in range(2):
-        d = manufacture(admin, 4)
-        d.serve(admin)
+        d = manufacture(admin, 4, quota=FLEET_QUOTA)
         fleet_stop.append(d)
-    provider = admin.post("/v1/admin/providers", json={"name": "Leaving"}).json()
-    contract = admin.post(
-        "/v1/admin/contracts", json={"provider_id": provider["id"], "option": "A", "quota": 1024}
-    ).json()
+    provider, contract = provider_with_contract(admin, "Leaving")
     containers = []
     with op.client(provider["credential"]) as c:
         for i in range(6):
-            r = _place(c, contract["id"], fleet_stop[i % 2].device_id, uuid.uuid4().hex)
+            r = request(c, contract["id"], {"device_id": fleet_stop[i % 2].device_id}, uuid.uuid4().hex)
             assert r.status_code == 201, r.text
             take_ownership(r.json()["bundle"])
             containers.append(r.json()["bundle"]["container_id"])
     away = fleet_stop[1]
     away.stop()  # unreachable: its items must stay pending, not fail and not be half-done
     job = admin.post(f"/v1/admin/contracts/{contract['id']}/end").json()
-    deadline = time.monotonic() + 120
-    while True:
-        progress = admin.get(f"/v1/admin/jobs/{job['id']}").json()
-        if progress["done"] >= 3:
-            break
-        assert time.monotonic() < deadline, progress
-        time.sleep(0.1)
+    progress = wait_job(admin, job["id"], 120, done=3)
     assert progress["status"] == "running" and progress["failed"] == 0, progress
     away.serve(admin)  # back, at a new address, checked in
-    finished = wait_job(admin, job["id"])
+    finished = wait_job(admin, job["id"], JOB_TIMEOUT)
     assert (finished["status"], finished["done"], finished["failed"]) == ("done", 6, 0), finished
     revoked = [e["subject"] for e in audit_entries(admin) if e["action"] == "container.revoked"]
     assert sorted(revoked) == sorted(containers)  # each exactly once
@@ -299,19 +272,16 @@ def test_device_process_sigkilled_during_contract_end_job(
     op = OperatorProcess(postgres_url, tmp_path, TENANTCARD_OPERATOR_JOB_ITEM_DELAY_SECONDS="0.1").start()
     operators.append(op)
     admin = op.client()
-    d = manufacture(admin, 8)
+    d = manufacture(admin, 8, quota=FLEET_QUOTA, serve=False)
     serve = ServeProcess(Path(d.store_path), log_path=tmp_path / "device-proc.log", extra=("--vault", d.vault_uri))
     serve.start()
     try:
         assert admin.post(f"/v1/devices/{d.device_id}/checkin", json={"address": serve.address}).status_code == 200
-        provider = admin.post("/v1/admin/providers", json={"name": "Leaving"}).json()
-        contract = admin.post(
-            "/v1/admin/contracts", json={"provider_id": provider["id"], "option": "A", "quota": 1024}
-        ).json()
+        provider, contract = provider_with_contract(admin, "Leaving")
         containers = []
         with op.client(provider["credential"]) as c:
             for _ in range(8):
-                r = _place(c, contract["id"], d.device_id, uuid.uuid4().hex)
+                r = request(c, contract["id"], {"device_id": d.device_id}, uuid.uuid4().hex)
                 assert r.status_code == 201, r.text
                 take_ownership(r.json()["bundle"])
                 containers.append(r.json()["bundle"]["container_id"])
@@ -320,13 +290,11 @@ def test_device_process_sigkilled_during_contract_end_job(
         serve.kill()
         serve = ServeProcess(Path(d.store_path), log_path=tmp_path / "device-proc.log", extra=serve.extra).start()
         assert admin.post(f"/v1/devices/{d.device_id}/checkin", json={"address": serve.address}).status_code == 200
-        finished = wait_job(admin, job["id"])
+        finished = wait_job(admin, job["id"], JOB_TIMEOUT)
         assert (finished["status"], finished["done"], finished["failed"]) == ("done", 8, 0), finished
         revoked = [e["subject"] for e in audit_entries(admin) if e["action"] == "container.revoked"]
         assert sorted(revoked) == sorted(containers)
-        r = admin.post(f"/v1/admin/devices/{d.device_id}/reconcile")
-        assert r.status_code == 200, r.text
-        registry = {c["index"]: (c["state"], c["provider_id"]) for c in r.json()["containers"]}
+        registry = device_states(admin, d.device_id)
         assert admin.get("/v1/admin/audit/verify").json()["ok"] is True
     finally:
         serve.kill()
@@ -371,13 +339,9 @@ def test_postgres_restarted_under_the_operator(
     op = OperatorProcess(postgres_url, tmp_path).start()
     operators.append(op)
     admin = op.client()
-    d = manufacture(admin, 6)
-    d.serve(admin)
+    d = manufacture(admin, 6, quota=FLEET_QUOTA)
     fleet_stop.append(d)
-    provider = admin.post("/v1/admin/providers", json={"name": "Steady"}).json()
-    contract = admin.post(
-        "/v1/admin/contracts", json={"provider_id": provider["id"], "option": "A", "quota": 1024}
-    ).json()
+    provider, contract = provider_with_contract(admin, "Steady")
     pc = op.client(provider["credential"])
     stop = threading.Event()
     statuses: list[int] = []
@@ -394,10 +358,10 @@ def test_postgres_restarted_under_the_operator(
     threads = [threading.Thread(target=reader) for _ in range(4)]
     for t in threads:
         t.start()
-    before = _place(pc, contract["id"], d.device_id, "before-crash")
+    before = request(pc, contract["id"], {"device_id": d.device_id}, "before-crash")
     assert before.status_code == 201, before.text
     _pg_crash()
-    during = _place(pc, contract["id"], d.device_id, "during-outage")
+    during = request(pc, contract["id"], {"device_id": d.device_id}, "during-outage")
     assert during.status_code >= 500 or during.status_code == 201  # refused cleanly, or served from a retry
     _pg_start()
     # The operator recovers by itself (no restart): the next requests succeed.
@@ -410,7 +374,7 @@ def test_postgres_restarted_under_the_operator(
         t.join(30)
     assert 200 in statuses
     for key in ("before-crash", "during-outage", "after-restart"):
-        r = _place(pc, contract["id"], d.device_id, key)
+        r = request(pc, contract["id"], {"device_id": d.device_id}, key)
         assert r.status_code in (200, 201), r.text
         if key == "before-crash":
             assert r.json()["id"] == before.json()["id"]

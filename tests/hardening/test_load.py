@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.hardening.workload import DeviceLoad, Latencies, OperatorLoad, OperatorProcess, run_clients
+from tests.hardening.workload import DeviceLoad, Latencies, OperatorLoad, run_clients
+from tests.support.operator_rig import OperatorProcess
 
 pytestmark = pytest.mark.slow
 

@@ -13,11 +13,7 @@ providers place authorizations (each sent twice with the same idempotency key) a
 from __future__ import annotations
 
 import os
-import re
-import signal
 import statistics
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -37,15 +33,26 @@ from tenantcard.client.pki import PkiClient
 from tenantcard.crypto.scp03 import StaticKeys
 from tenantcard.device import Device, create_device_store, dev_spec
 from tenantcard.device.provision import ContainerSpec, gp_test_keys
-from tenantcard.keyvault import FileKeyVault, open_vault
+from tenantcard.keyvault import FileKeyVault
 from tenantcard.transport.base import LocalConnection
 from tenantcard.transport.tcp_client import TcpConnection, connect
-from tenantcard.transport.tcp_server import DeviceServerThread
 from tenantcard.wire.gp import container_aid
 from tenantcard.wire.tenant import Access
+from tests.support.operator_rig import (
+    FleetDevice,
+    OperatorProcess,
+    audit_entries,
+    device_states,
+    manufacture,
+    provider_with_contract,
+    request,
+    take_ownership,
+    wait_job,
+)
 from tests.support.transports import ServeProcess
 
-ADMIN = "staff-credential-for-load-tests"
+FLEET_QUOTA = 2048
+JOB_TIMEOUT = 240.0
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -187,142 +194,6 @@ class DeviceLoad:
 # ------------------------------------------------------------------------------------------ operator
 
 
-class OperatorProcess:
-    """``tenantcard operator serve`` on ``db_url``; its stderr goes to a ``.log`` file in ``workdir``."""
-
-    def __init__(self, db_url: str, workdir: Path, **env: str) -> None:
-        self.db_url = db_url
-        self.workdir = workdir
-        self.env = env
-        self.proc: subprocess.Popen[str] | None = None
-        self.url = ""
-        self.starts = 0
-
-    def start(self) -> OperatorProcess:
-        env = {
-            **os.environ,
-            "TENANTCARD_OPERATOR_ADMIN_TOKEN": ADMIN,
-            "TENANTCARD_OPERATOR_DEVICE_STORE_DIR": str(self.workdir / "devices"),
-            "TENANTCARD_OPERATOR_JOB_POLL_SECONDS": "0.1",
-            "TENANTCARD_OPERATOR_JOB_RETRY_BASE_SECONDS": "0.2",
-            "TENANTCARD_OPERATOR_JOB_RETRY_MAX_SECONDS": "1.0",
-            **self.env,
-        }
-        cmd = [sys.executable, "-m", "tenantcard.cli.main", "operator", "serve", "--db", self.db_url]
-        cmd += ["--vault", f"file:{self.workdir / 'master.key'}", "--listen", "127.0.0.1:0"]
-        self.starts += 1
-        log = (self.workdir / f"operator-{self.starts}.log").open("a")
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
-        log.close()
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        match = re.search(r"listening (http://\S+)", line)
-        if match is None:
-            self.kill()
-            raise AssertionError(f"operator did not start: {line!r}")
-        self.url = match.group(1)
-        return self
-
-    def client(self, credential: str = ADMIN) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {credential}"}, timeout=120)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=30)
-        self._close()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=30)
-        self._close()
-
-    def _close(self) -> None:
-        if self.proc is not None and self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-
-@dataclass
-class FleetDevice:
-    device_id: str
-    serial: str
-    store_path: str
-    vault_uri: str
-    device: Device | None = None
-    server: DeviceServerThread | None = None
-    address: str = ""
-
-    def serve(self, admin: httpx.Client, port: int = 0) -> None:
-        self.device = Device.open(Path(self.store_path), open_vault(self.vault_uri))
-        self.server = DeviceServerThread(self.device, "127.0.0.1", port).start()
-        self.address = self.server.address
-        r = admin.post(f"/v1/devices/{self.device_id}/checkin", json={"address": self.address})
-        assert r.status_code == 200, r.text
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
-        if self.device is not None:
-            self.device.close()
-            self.device = None
-
-
-def manufacture(admin: httpx.Client, containers: int, quota: int = 2048) -> FleetDevice:
-    r = admin.post("/v1/admin/devices", json={"containers": [{"quota": quota} for _ in range(containers)]})
-    assert r.status_code == 201, r.text
-    info = r.json()
-    return FleetDevice(info["id"], info["serial"], info["store_path"], info["vault_uri"])
-
-
-def initial_keys(bundle: dict[str, Any]) -> StaticKeys:
-    k = bundle["keys"]
-    return StaticKeys(bytes.fromhex(k["enc"]), bytes.fromhex(k["mac"]), bytes.fromhex(k["dek"]), bundle["kvn"])
-
-
-def take_ownership(bundle: dict[str, Any]) -> None:
-    with connect(bundle["device_address"]) as conn:
-        session = ContainerSession(conn, bytes.fromhex(bundle["container_aid"]))
-        session.select()
-        session.take_ownership(initial_keys(bundle), StaticKeys.generate(0x01))
-
-
-def wait_job(admin: httpx.Client, job_id: str, timeout: float = 240.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        job: dict[str, Any] = admin.get(f"/v1/admin/jobs/{job_id}").json()
-        if job["status"] != "running":
-            return job
-        if time.monotonic() > deadline:
-            raise AssertionError(f"job did not finish: {job}")
-        time.sleep(0.1)
-
-
-def audit_entries(admin: httpx.Client) -> list[dict[str, Any]]:
-    """The whole audit log, page by page."""
-    out: list[dict[str, Any]] = []
-    after = 0
-    while True:
-        r = admin.get("/v1/admin/audit", params={"after": after, "limit": 1000})
-        assert r.status_code == 200, r.text
-        page: list[dict[str, Any]] = r.json()
-        out.extend(page)
-        if len(page) < 1000:
-            return out
-        after = page[-1]["seq"]
-
-
-def device_states(admin: httpx.Client, device_id: str) -> dict[int, tuple[str, str | None]]:
-    r = admin.post(f"/v1/admin/devices/{device_id}/reconcile")
-    assert r.status_code == 200, r.text
-    return {c["index"]: (c["state"], c["provider_id"]) for c in r.json()["containers"]}
-
-
 @dataclass
 class OperatorLoad:
     """The fleet, the providers and the ending contract, set up through the operator's REST API."""
@@ -346,33 +217,19 @@ class OperatorLoad:
 
     def setup(self) -> None:
         admin = self.op.client()
-        for _ in range(self.devices):
-            d = manufacture(admin, self.containers)
-            d.serve(admin)
-            self.fleet.append(d)
-        self.ending = admin.post("/v1/admin/providers", json={"name": "Ending"}).json()
-        self.ending_contract = admin.post(
-            "/v1/admin/contracts", json={"provider_id": self.ending["id"], "option": "A", "quota": 1024}
-        ).json()
+        self.fleet.extend(manufacture(admin, self.containers, quota=FLEET_QUOTA) for _ in range(self.devices))
+        self.ending, self.ending_contract = provider_with_contract(admin, "Ending")
         ec_client = self.op.client(self.ending["credential"])
         for n in range(self.ending_containers):
             d = self.fleet[n % self.devices]
-            body = {
-                "contract_id": self.ending_contract["id"],
-                "device": {"device_id": d.device_id},
-                "idempotency_key": uuid.uuid4().hex,
-            }
-            r = ec_client.post("/v1/authorizations", json=body)
+            r = request(ec_client, self.ending_contract["id"], {"device_id": d.device_id})
             assert r.status_code == 201, r.text
             bundle = r.json()["bundle"]
             take_ownership(bundle)
             assert ec_client.post(f"/v1/authorizations/{r.json()['id']}/ownership").status_code == 200
             self.ending_container_ids.append(bundle["container_id"])
         for p in range(self.active_providers):
-            provider = admin.post("/v1/admin/providers", json={"name": f"Active {p}"}).json()
-            contract = admin.post(
-                "/v1/admin/contracts", json={"provider_id": provider["id"], "option": "A", "quota": 1024}
-            ).json()
+            provider, contract = provider_with_contract(admin, f"Active {p}")
             self.providers.append(provider)
             self.contracts.append(contract)
             self.placed[provider["id"]] = []
@@ -430,7 +287,7 @@ class OperatorLoad:
         """No lost or duplicated state: the job revoked each container of the ending contract exactly once,
         every placement is recorded once, the registry agrees with every device, the audit chain verifies."""
         admin = self.op.client()
-        job = wait_job(admin, job_id)
+        job = wait_job(admin, job_id, JOB_TIMEOUT)
         assert (job["status"], job["done"], job["failed"]) == ("done", self.ending_containers, 0), job
         entries = audit_entries(admin)
         revoked = Counter(e["subject"] for e in entries if e["action"] == "container.revoked")

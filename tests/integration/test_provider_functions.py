@@ -31,7 +31,7 @@ from tenantcard.provider.keystore import FileKeystore
 from tenantcard.provider.sdk import AuthorizationBundle, OperatorClient, Provider, tcp_connect
 from tenantcard.wire.sw import SW
 from tenantcard.wire.tenant import Access
-from tests.integration.operator.conftest import LiveOperator, manufacture, operator_settings
+from tests.integration.operator.conftest import LiveOperator, operator_settings
 from tests.support.oath_vectors import (
     HOTP_RFC4226,
     HOTP_SECRET,
@@ -40,6 +40,7 @@ from tests.support.oath_vectors import (
     TOTP_RFC6238,
     TOTP_SEEDS,
 )
+from tests.support.operator_rig import manufacture
 from tests.support.provider_rig import Rig
 
 HOLDER_PIN = "246810"

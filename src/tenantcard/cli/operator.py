@@ -234,7 +234,7 @@ def register(target: _Target, name: str) -> None:
 def rotate_credential(target: _Target, provider_id: str) -> None:
     """Revoke every credential of PROVIDER_ID and print a new one (shown this once)."""
     with _services(target) as svc:
-        credential = svc.registry.new_provider_credential(provider_id)
+        _, credential = svc.registry.new_provider_credential(provider_id)
     _echo_json({"provider_id": provider_id, "credential": credential})
 
 

@@ -125,12 +125,12 @@ class Tenant(abc.ABC):
     # --- phase 0: contract and IdP registration -------------------------------------------------------
     def contract(self) -> str:
         staff = self.world.staff
-        provider = staff.call("POST", "/v1/admin/providers", {"name": self.display})
+        provider = staff.call("POST", "/admin/providers", {"name": self.display})
         self.provider_id, self._credential = provider["id"], provider["credential"]
         body: dict[str, object] = {"provider_id": self.provider_id, "option": self.option, "quota": CONTAINER_QUOTA}
         if self.container_index is not None:
             body["container_index"] = self.container_index
-        self.contract_id = staff.call("POST", "/v1/admin/contracts", body)["id"]
+        self.contract_id = staff.call("POST", "/admin/contracts", body)["id"]
         keystore = FileKeystore.create(
             self.world.layout.providers / f"{self.key}.keystore", self._passphrase, n=KEYSTORE_SCRYPT_N
         )

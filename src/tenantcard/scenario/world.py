@@ -21,6 +21,8 @@ from typing import Any
 
 import httpx
 
+from tenantcard.provider.errors import OperatorApiError
+from tenantcard.provider.sdk import OperatorApi
 from tenantcard.scenario.errors import ProcessStartError, ScenarioError, StepFailed
 from tenantcard.scenario.processes import ProcessGroup, ServerSpec, child_environment, free_port, tenantcard_argv
 from tenantcard.scenario.trace import Trace
@@ -85,33 +87,18 @@ class ApiError(StepFailed):
     """The operator answered an error (its stable code and message) or could not be reached."""
 
 
-class StaffApi:
-    """The operator's REST API with the staff credential (``/v1/admin/...``) and its public routes."""
+class StaffApi(OperatorApi):
+    """The operator's REST API (paths relative to ``/v1``) with the staff credential (``/admin/...``) and its
+    public routes; a refusal or an unreachable operator fails the step."""
 
     def __init__(self, base_url: str, credential: str) -> None:
-        self._client = httpx.Client(
-            base_url=base_url, headers={"Authorization": f"Bearer {credential}"}, timeout=HTTP_TIMEOUT
-        )
-
-    def __repr__(self) -> str:
-        return f"StaffApi({str(self._client.base_url)!r})"
+        super().__init__(base_url, credential, timeout=HTTP_TIMEOUT)
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         try:
-            response = self._client.request(method, path, json=body)
-        except httpx.HTTPError as exc:
-            raise ApiError(f"the operator did not answer {method} {path} ({type(exc).__name__})") from None
-        if response.status_code >= 400:
-            try:
-                error = response.json()["error"]
-                message = f"{error['code']}: {error['message']}"
-            except (ValueError, KeyError, TypeError):
-                message = f"HTTP {response.status_code}"
-            raise ApiError(f"{method} {path} refused: {message}")
-        return response.json() if response.content else None
-
-    def close(self) -> None:
-        self._client.close()
+            return super().call(method, path, body)
+        except OperatorApiError as exc:
+            raise ApiError(f"{method} {path}: {exc}") from None
 
 
 def run_cli(args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> str:
@@ -220,7 +207,7 @@ class World:
         containers with quotas; the operator writes the device's sealed store."""
         made = self.staff.call(
             "POST",
-            "/v1/admin/devices",
+            "/admin/devices",
             {"serial": DEVICE_SERIAL, "containers": [{"quota": CONTAINER_QUOTA} for _ in range(CONTAINERS)]},
         )
         self.device_id, self.serial = made["id"], made["serial"]
@@ -243,15 +230,15 @@ class World:
 
     def check_in(self) -> str:
         """The device's address reaches the operator's registry once the device there proved its identity."""
-        got = self.staff.call("POST", f"/v1/devices/{self.device_id}/checkin", {"address": self.device_address})
+        got = self.staff.call("POST", f"/devices/{self.device_id}/checkin", {"address": self.device_address})
         if got.get("address_verified_at") is None:
             raise StepFailed("the operator recorded the address without verifying it")
         return f"operator verified the device at {got['address']} (INTERNAL AUTHENTICATE, chain to its CA)"
 
     def enrol_holder(self) -> str:
-        holder = self.staff.call("POST", "/v1/admin/holders", {"name": "Alice"})
+        holder = self.staff.call("POST", "/admin/holders", {"name": "Alice"})
         self._holder_credential = holder["credential"]
-        self.staff.call("POST", f"/v1/admin/holders/{holder['id']}/devices", {"device_id": self.device_id})
+        self.staff.call("POST", f"/admin/holders/{holder['id']}/devices", {"device_id": self.device_id})
         return f"holder Alice ({holder['id']}) linked to device {self.serial}; her credential stays in memory"
 
     def register_idp_client(self, name: str, redirect_uri: str) -> tuple[str, str]:
@@ -287,7 +274,7 @@ class World:
     def register_idp(self) -> str:
         """The operator's device directory answers the identity provider under a credential of its own, which
         reaches only the ``/v1/idp/...`` routes (resolve a device handle, register a pointer)."""
-        idp = self.staff.call("POST", "/v1/admin/idps", {"name": "Demo IdP"})
+        idp = self.staff.call("POST", "/admin/idps", {"name": "Demo IdP"})
         self._idp_credential = idp["credential"]
         return f"identity provider {idp['id']} registered at the operator; its credential stays in memory"
 
@@ -332,7 +319,7 @@ class World:
         then shows the device lost and every container available again."""
         deadline = time.monotonic() + JOB_TIMEOUT
         while True:
-            job = self.staff.call("GET", f"/v1/admin/jobs/{self.job_id}")
+            job = self.staff.call("GET", f"/admin/jobs/{self.job_id}")
             if job["status"] != "running":
                 break
             if time.monotonic() > deadline:
@@ -342,7 +329,7 @@ class World:
             raise StepFailed(
                 f"revocation job {job['status']}: {job['done']}/{job['total']} done, {job['failed']} failed"
             )
-        detail = self.staff.call("GET", f"/v1/admin/devices/{self.device_id}")
+        detail = self.staff.call("GET", f"/admin/devices/{self.device_id}")
         states = [c["state"] for c in detail["containers"]]
         held = [c["index"] for c in detail["containers"] if c["state"] != "available" or c["provider_id"]]
         if detail["status"] != "lost" or held:

@@ -26,7 +26,8 @@ from tenantcard.provider.keystore import FileKeystore
 from tenantcard.provider.oidc import IdToken, OidcClient
 from tenantcard.provider.sdk import OperatorClient, Provider
 from tenantcard.transport.tcp_client import connect
-from tests.integration.operator.conftest import LiveOperator, manufacture, operator_settings, wait_job
+from tests.integration.operator.conftest import LiveOperator, operator_settings
+from tests.support.operator_rig import manufacture, wait_job
 from tests.unit.idp.idp_support import bound_socket, serve_http
 
 REDIRECT = "https://bank.example/callback"

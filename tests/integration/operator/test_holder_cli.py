@@ -6,8 +6,8 @@ from __future__ import annotations
 from click.testing import CliRunner
 
 from tenantcard.cli.main import cli
-from tests.integration.operator.conftest import LiveOperator, manufacture, wait_job
-from tests.integration.operator.test_operator_flow import request
+from tests.integration.operator.conftest import LiveOperator
+from tests.support.operator_rig import manufacture, request, wait_job
 
 
 def test_holder_command_line(live_operator: LiveOperator) -> None:

@@ -12,10 +12,11 @@ import httpx
 
 from tenantcard.client.isd import IsdSession
 from tenantcard.transport.tcp_client import connect
-from tests.integration.operator.conftest import LiveOperator, RunningDevice, manufacture, wait_job
+from tests.integration.operator.conftest import LiveOperator
+from tests.support.operator_rig import FleetDevice, manufacture, wait_job
 
 
-def signed(device: RunningDevice, issued_at: float | None = None) -> dict[str, str]:
+def signed(device: FleetDevice, issued_at: float | None = None) -> dict[str, str]:
     """What the IdP saw at login: a challenge opening with its time, and the device's INTERNAL AUTHENTICATE."""
     when = int(time.time() if issued_at is None else issued_at)
     challenge = when.to_bytes(8, "big") + secrets.token_bytes(24)

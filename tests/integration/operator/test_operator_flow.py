@@ -11,35 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tenantcard.client.container import ContainerSession
-from tenantcard.crypto.scp03.keys import StaticKeys
-from tenantcard.transport.tcp_client import connect
-from tests.integration.operator.conftest import LiveOperator, RunningDevice, manufacture, wait_job
-
-
-def take_ownership(bundle: dict[str, Any]) -> StaticKeys:
-    """What a provider does with the bundle: SCP03 with the initial keys, PUT KEY of its own key set."""
-    keys = bundle["keys"]
-    initial = StaticKeys(
-        bytes.fromhex(keys["enc"]), bytes.fromhex(keys["mac"]), bytes.fromhex(keys["dek"]), bundle["kvn"]
-    )
-    own = StaticKeys.generate(0x01)
-    with connect(bundle["device_address"]) as conn:
-        session = ContainerSession(conn, bytes.fromhex(bundle["container_aid"]))
-        session.select()
-        session.take_ownership(initial, own)
-    return own
-
-
-def request(client: httpx.Client, contract_id: str, device: dict[str, str], key: str | None = None) -> httpx.Response:
-    body = {"contract_id": contract_id, "device": device, "idempotency_key": key or uuid.uuid4().hex}
-    return client.post("/v1/authorizations", json=body)
-
-
-def device_states(admin: httpx.Client, device_id: str) -> dict[int, tuple[str, str | None]]:
-    r = admin.post(f"/v1/admin/devices/{device_id}/reconcile")
-    assert r.status_code == 200, r.text
-    return {c["index"]: (c["state"], c["provider_id"]) for c in r.json()["containers"]}
+from tests.integration.operator.conftest import LiveOperator
+from tests.support.operator_rig import FleetDevice, device_states, manufacture, request, take_ownership, wait_job
 
 
 def test_whole_operator_flow(live_operator: LiveOperator, caplog: pytest.LogCaptureFixture) -> None:
@@ -56,7 +29,7 @@ def test_whole_operator_flow(live_operator: LiveOperator, caplog: pytest.LogCapt
     _no_secrets_logged(caplog, *secrets)
 
 
-def _flow(op: LiveOperator, admin: httpx.Client, dev: RunningDevice, dev2: RunningDevice) -> list[str]:
+def _flow(op: LiveOperator, admin: httpx.Client, dev: FleetDevice, dev2: FleetDevice) -> list[str]:
     # --- two providers, a holder, three contracts
     a = admin.post("/v1/admin/providers", json={"name": "Provider A"}).json()
     b = admin.post("/v1/admin/providers", json={"name": "Provider B"}).json()

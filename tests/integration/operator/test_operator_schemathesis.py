@@ -19,7 +19,7 @@ from schemathesis.checks import (
 
 from tenantcard.operator.app import create_app
 from tenantcard.operator.settings import OperatorSettings
-from tests.integration.operator.conftest import ADMIN
+from tests.support.operator_rig import ADMIN
 
 # One app on its own SQLite file for the whole module (schemathesis builds its tests at collection).
 _dir = Path(tempfile.mkdtemp(prefix="operator-schemathesis-"))

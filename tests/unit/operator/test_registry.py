@@ -56,7 +56,7 @@ def test_bad_credentials_are_refused(services: OperatorServices, mangle) -> None
 
 def test_rotated_credential_replaces_the_old_one(services: OperatorServices) -> None:
     provider, old = services.registry.register_provider("Acme")
-    new = services.registry.new_provider_credential(provider.id)
+    _, new = services.registry.new_provider_credential(provider.id)
     assert services.credentials.authenticate(new).subject_id == provider.id
     with pytest.raises(Unauthenticated):
         services.credentials.authenticate(old)

@@ -266,8 +266,7 @@ def build_router(svc: OperatorServices, auth: Authenticator) -> APIRouter:
         summary="Replace a provider's credentials by a new one (shown once)",
     )
     def rotate_provider_credential(provider_id: PathId, _: Admin) -> S.IssuedCredentialOut:
-        provider = svc.registry.provider(provider_id)
-        credential = svc.registry.new_provider_credential(provider_id)
+        provider, credential = svc.registry.new_provider_credential(provider_id)
         return S.IssuedCredentialOut.of(provider, credential)
 
     @router.get("/admin/providers", tags=["admin"])

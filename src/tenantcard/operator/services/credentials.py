@@ -13,17 +13,20 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sqlalchemy import select
 
-from tenantcard.operator.db.models import Credential, CredentialKind, Secret
+from tenantcard.operator.db.models import Credential, CredentialKind, IdentityProvider, Provider, Secret
 from tenantcard.operator.services.core import Env
 from tenantcard.operator.services.custody import credential_hash, derive_pepper
-from tenantcard.operator.services.errors import RateLimited, Unauthenticated
+from tenantcard.operator.services.errors import NotFound, RateLimited, Unauthenticated
 
 _PREFIX = {CredentialKind.PROVIDER: "tcp", CredentialKind.HOLDER: "tch", CredentialKind.IDP: "tci"}
 _PEPPER_NAME = "credential-pepper"
 _MAX_TOKEN = 200
+
+Subject = TypeVar("Subject", Provider, IdentityProvider)
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,18 @@ class Credentials:
             for cred in s.execute(select(Credential).where(Credential.subject_id == subject_id)).scalars():
                 if cred.revoked_at is None:
                     cred.revoked_at = env.now()
+
+    def rotate(self, kind: CredentialKind, model: type[Subject], subject_id: str, missing: str) -> tuple[Subject, str]:
+        """Replace every credential of the ``model`` row ``subject_id`` by a new one (shown once), audited by
+        staff as ``<kind>.credential_rotated``; NotFound(``missing``) when there is no such row."""
+        env = self._env
+        with env.db.transaction() as s:
+            subject = s.get(model, subject_id)
+            if subject is None:
+                raise NotFound(missing)
+            env.audit.append(s, "admin", f"{kind.value}.credential_rotated", subject_id)
+        self.revoke_all(subject_id)
+        return subject, self.issue(kind, subject_id)
 
     def authenticate(self, token: str) -> Principal:
         """The principal a provider, holder or identity-provider credential names; Unauthenticated otherwise."""

@@ -73,14 +73,7 @@ class IdentityProviders:
 
     def new_credential(self, idp_id: str) -> tuple[IdentityProvider, str]:
         """Replace every credential of the identity provider by a new one (shown once)."""
-        env = self._env
-        with env.db.transaction() as s:
-            idp = s.get(IdentityProvider, idp_id)
-            if idp is None:
-                raise NotFound("no such identity provider")
-            env.audit.append(s, "admin", "idp.credential_rotated", idp_id)
-        self._credentials.revoke_all(idp_id)
-        return idp, self._credentials.issue(CredentialKind.IDP, idp_id)
+        return self._credentials.rotate(CredentialKind.IDP, IdentityProvider, idp_id, "no such identity provider")
 
     def all(self) -> Sequence[IdentityProvider]:
         with self._env.db.transaction() as s:

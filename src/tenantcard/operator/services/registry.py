@@ -91,15 +91,9 @@ class Registry:
         )
         return provider, self._credentials.issue(CredentialKind.PROVIDER, provider.id)
 
-    def new_provider_credential(self, provider_id: str) -> str:
+    def new_provider_credential(self, provider_id: str) -> tuple[Provider, str]:
         """Replace every credential of the provider by a new one (shown once)."""
-        env = self._env
-        with env.db.transaction() as s:
-            if repo.provider(s, provider_id) is None:
-                raise NotFound("no such provider")
-            env.audit.append(s, "admin", "provider.credential_rotated", provider_id)
-        self._credentials.revoke_all(provider_id)
-        return self._credentials.issue(CredentialKind.PROVIDER, provider_id)
+        return self._credentials.rotate(CredentialKind.PROVIDER, Provider, provider_id, "no such provider")
 
     def providers(self) -> Sequence[Provider]:
         with self._env.db.transaction() as s:
