@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-# System packages (PostgreSQL, SoftHSM2, pcscd + vsmartcard-vpcd, OpenSC); installs only what is missing.
+# System packages (PostgreSQL, SoftHSM2, pcscd + vsmartcard-vpcd, OpenSC, clang + wasm-ld); installs only what is missing.
 system: $(SYSSTAMP)
 
 $(SYSSTAMP): scripts/system-packages

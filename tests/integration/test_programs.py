@@ -21,12 +21,13 @@ from tenantcard.client.programs import ProgramError, ProgramsClient
 from tenantcard.crypto.errors import CryptoError
 from tenantcard.crypto.scp03 import StaticKeys
 from tenantcard.device.os import Device
-from tenantcard.device.programs.examples import example_wasm
+from tenantcard.device.programs.examples import C_HEADER, c_header, example_c, example_wasm
 from tenantcard.device.provision import ContainerSpec, create_device_store, dev_spec, gp_test_keys
 from tenantcard.keyvault import FileKeyVault
 from tenantcard.provider.programs import (
     ProgramSigningKey,
     algorithm_of,
+    build_c,
     generate_signing_key,
     public_key_bytes,
     signed_load_file,
@@ -229,6 +230,55 @@ def test_pin_signer_over_the_channel(device: Device, card_connect: CardConnector
     assert signature.sw == SW.OK
     ed25519.Ed25519PublicKey.from_public_bytes(public).verify(signature.data, b"m" * 600)
     assert client.invoke(1, b"\x041111m", p2=2).sw == 0x63C2
+
+
+def test_programs_built_from_c_run_like_their_wat_twins(
+    device: Device, card_connect: CardConnector, tmp_path: Path
+) -> None:
+    """The C examples, compiled and linked with the real clang and wasm-ld, signed, loaded over the provider's
+    channel and invoked: every answer is the one their WebAssembly text twins give."""
+    (tmp_path / C_HEADER).write_text(c_header())
+    built = {}
+    for name in ("counter", "hmac"):
+        (tmp_path / f"{name}.c").write_text(example_c(name))
+        built[name] = build_c(tmp_path / f"{name}.c", tmp_path / f"{name}.wasm")
+    _, _, client, signer = provider_setup(card_connect, device, 1, "provider-a")
+    client.put_key(1, ProgramKeyType.HMAC_SHA256, b"K" * 32)
+    client.generate_key(2, ProgramKeyType.ED25519)
+    # (C, WAT) program ids
+    client.install(load_file(signer, 1, built["counter"], program_id=1, name="counter.c"))
+    client.install(load_file(signer, 1, example_wasm("counter"), program_id=2, name="counter.wat"))
+    client.install(load_file(signer, 1, built["hmac"], program_id=3, name="hmac.c", access=Access.PUBLIC))
+    client.install(load_file(signer, 1, example_wasm("hmac"), program_id=4, name="hmac.wat", access=Access.PUBLIC))
+    listed = {p.manifest.program_id: p.manifest for p in client.list()}
+    assert (listed[1].module_size, listed[3].module_size) == (len(built["counter"]), len(built["hmac"]))
+
+    def answers(program_id: int, commands: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+        return [(int(r.sw), r.data) for r in (client.invoke(program_id, data, p2) for p2, data in commands)]
+
+    counting = [(0, b""), (0, b""), (1, b""), (9, b""), (0, b"x")]
+    from_c = answers(1, counting)
+    assert from_c == answers(2, counting)
+    assert [sw for sw, _ in from_c] == [SW.OK, SW.OK, SW.OK, 0x6A86, SW.OK]
+    assert [data for _, data in from_c] == [
+        b"\x00\x00\x00\x01",
+        b"\x00\x00\x00\x02",
+        b"\x00\x00\x00\x02",
+        b"",
+        b"\x00\x00\x00\x03",
+    ]
+    # each program counts in its own objects
+    assert {p.manifest.program_id: p.data_objects for p in client.list()} == {1: 1, 2: 1, 3: 0, 4: 0}
+
+    from cryptography.hazmat.primitives import hashes, hmac
+
+    challenging = [(0, b"challenge"), (1, b"c" * 128), (0, b""), (0, b"c" * 129), (9, b"x"), (2, b"x")]
+    from_c = answers(3, challenging)
+    assert from_c == answers(4, challenging)
+    h = hmac.HMAC(b"K" * 32, hashes.SHA256())
+    h.update(b"challenge")
+    assert from_c[0] == (SW.OK, h.finalize())
+    assert [sw for sw, _ in from_c[1:]] == [SW.OK, 0x6700, 0x6700, 0x6A88, 0x6985]
 
 
 # --- SIGKILL during a call ---------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """``programs``: a provider's commands for sandboxed WebAssembly programs in its containers (docs/programs.md).
 
-keygen, sign and examples work offline. The other commands open the container named by their CONTAINER
+keygen, build, sign and examples work offline. The other commands open the container named by their CONTAINER
 argument (an entry of the provider's keystore) with the provider's keys, as ``tenantcard provider`` does; the
 keystore is this group's ``--keystore`` or, mounted under ``tenantcard provider``, that command's.
 """
@@ -373,11 +373,31 @@ def putkey(container: str, key_id: int, hmac_secret_file: Path) -> None:
 @programs.command("examples")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Directory to write.")
 def examples(out: Path) -> None:
-    """Write the example programs (WebAssembly text) to a directory, to read, change and sign."""
-    from tenantcard.device.programs.examples import EXAMPLES, example_wat
+    """Write the example programs (WebAssembly text, some also in C with the header tenantcard.h) to a
+    directory, to read, change, build and sign."""
+    from tenantcard.device.programs.examples import C_EXAMPLES, C_HEADER, EXAMPLES, c_header, example_c, example_wat
 
     with _errors():
         out.mkdir(parents=True, exist_ok=True)
         for name in EXAMPLES:
             (out / f"{name}.wat").write_text(example_wat(name))
-    click.echo(f"{', '.join(EXAMPLES)} written to {out}")
+        for name in C_EXAMPLES:
+            (out / f"{name}.c").write_text(example_c(name))
+        (out / C_HEADER).write_text(c_header())
+    c_files = ", ".join([*(f"{name}.c" for name in C_EXAMPLES), C_HEADER])
+    click.echo(f"{', '.join(EXAMPLES)} written to {out} (in C too: {c_files})")
+
+
+@programs.command("build")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Module (.wasm) to write."
+)
+def build(source: Path, out: Path) -> None:
+    """Compile a freestanding C program (with tenantcard.h) to a WebAssembly module the device accepts, with
+    clang and wasm-ld (docs/programs.md "From C")."""
+    from tenantcard.provider.programs import build_c
+
+    with _errors():
+        module = build_c(source, out)
+    click.echo(f"{out}: {len(module)} bytes, sha256 {hashlib.sha256(module).hexdigest()}")

@@ -7,6 +7,8 @@ P-256/SHA-256 (FIPS 186-5, DER signature) over ``Manifest.signing_input()``.
 from __future__ import annotations
 
 import hashlib
+import shutil
+import subprocess
 from pathlib import Path
 
 import wasmtime
@@ -81,6 +83,76 @@ def build_module(source: Path) -> bytes:
     except (UnicodeDecodeError, wasmtime.WasmtimeError) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else "not WebAssembly text"
         raise ProgramBuildError(f"{source.name}: {message}") from exc
+
+
+# The C toolchain (docs/programs.md "From C"): Debian 12's clang-14 and lld-14, or unversioned names.
+CLANG_NAMES = ("clang", "clang-14")
+WASM_LD_NAMES = ("wasm-ld", "wasm-ld-14")
+C_BUILD_TIMEOUT_S = 120
+# Freestanding wasm32 (no libc), WebAssembly 1.0 plus bulk memory (-mcpu=mvp keeps newer clang from emitting
+# features the device refuses); no entry point; exports memory and invoke only; one 64 KiB page of memory,
+# of which a 16 KiB stack (wasm-ld's default stack, 64 KiB, would not fit).
+C_FLAGS = (
+    "--target=wasm32",
+    "-mcpu=mvp",
+    "-mbulk-memory",
+    "-O2",
+    "-ffreestanding",
+    "-nostdlib",
+    "-Wl,--no-entry",
+    "-Wl,--export=invoke",
+    "-Wl,--initial-memory=65536",
+    "-Wl,--max-memory=65536",
+    "-Wl,-z,stack-size=16384",
+    "-Wl,--strip-all",
+)
+
+
+def find_c_toolchain() -> tuple[str, str]:
+    """Paths of clang and wasm-ld (``CLANG_NAMES``, ``WASM_LD_NAMES``, searched on ``PATH``)."""
+    clang = next((found for name in CLANG_NAMES if (found := shutil.which(name))), None)
+    wasm_ld = next((found for name in WASM_LD_NAMES if (found := shutil.which(name))), None)
+    missing = [what for what, found in (("clang", clang), ("wasm-ld", wasm_ld)) if found is None]
+    if clang is None or wasm_ld is None:
+        raise ProgramBuildError(
+            f"{' and '.join(missing)} not found on PATH: install clang and lld "
+            "(Debian 12: apt-get install clang-14 lld-14)"
+        )
+    return clang, wasm_ld
+
+
+def c_build_command(clang: str, wasm_ld: str, source: Path, out: Path) -> list[str]:
+    """The command ``build_c`` runs; ``-fuse-ld`` makes clang link with the wasm-ld that was found (clang 14
+    ignores ``--ld-path`` for wasm32)."""
+    return [clang, *C_FLAGS, f"-fuse-ld={wasm_ld}", "-o", str(out), str(source)]
+
+
+def build_c(source: Path, out: Path) -> bytes:
+    """Compile and link a freestanding C program (including ``tenantcard.h``) to ``out``; returns the module."""
+    if not source.is_file():
+        raise ProgramBuildError(f"cannot read {source.name}")
+    clang, wasm_ld = find_c_toolchain()
+    try:
+        done = subprocess.run(
+            c_build_command(clang, wasm_ld, source, out),
+            capture_output=True,
+            text=True,
+            timeout=C_BUILD_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ProgramBuildError(f"{source.name}: cannot run {Path(clang).name}: {exc}") from exc
+    if done.returncode != 0:
+        lines = [line for line in (done.stderr or done.stdout).splitlines() if line.strip()]
+        detail = "\n".join(lines[:20]) or f"exit status {done.returncode}"
+        raise ProgramBuildError(f"{source.name}: {Path(clang).name} failed:\n{detail}")
+    try:
+        module = out.read_bytes()
+    except OSError as exc:
+        raise ProgramBuildError(f"{source.name}: no module written to {out.name}") from exc
+    if not module.startswith(b"\x00asm"):
+        raise ProgramBuildError(f"{out.name} is not a WebAssembly module")
+    return module
 
 
 def make_manifest(

@@ -15,7 +15,7 @@ from tenantcard.device.programs.hostapi import HOST_FUNCTIONS, HOST_MODULE, host
 WASM_MAGIC = b"\x00asm\x01\x00\x00\x00"  # WebAssembly core spec §5.5.16: magic and version 1
 WASM_PAGE = 65536
 REQUIRED_EXPORTS = {"memory", "invoke"}
-# Immutable i32 globals that wasm-ld (C, Rust) exports by default; harmless, so tolerated.
+# Immutable i32 globals that wasm-ld exports when asked (--export=__heap_base); harmless, so tolerated.
 LINKER_GLOBALS = {"__data_end", "__heap_base"}
 
 
