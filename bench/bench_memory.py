@@ -47,7 +47,7 @@ def _measure(folder: Path, count: int, serve: bool) -> int:
     code = (
         "import gc, json, sys\n"
         "from pathlib import Path\n"
-        "from bench.bench_memory import rss_bytes\n"
+        "from bench.common import rss_bytes\n"
         "from tenantcard.keyvault import FileKeyVault\n"
         "from tenantcard.device.os import Device\n"
         "from tenantcard.transport.tcp_server import DeviceServerThread\n"
