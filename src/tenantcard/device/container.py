@@ -19,6 +19,7 @@ from tenantcard.device.domain import (
     Application,
     DeviceContext,
     SecurityDomainApp,
+    StoreDataBlocks,
     encode_keys,
 )
 from tenantcard.device.functions.base import ContainerFunction, FunctionContext, Rights
@@ -92,8 +93,7 @@ class ContainerApp(SecurityDomainApp):
         self.index = index
         self.holder_verified = False
         self.function_sessions: dict[str, MutableMapping[str, object]] = {}
-        self._store_data = bytearray()
-        self._next_block = 0
+        self._blocks = StoreDataBlocks(MAX_OBJECT_DATA)
         self._objects = ctx.store.objects(index)
 
     # ---------------------------------------------------------------- state
@@ -110,8 +110,7 @@ class ContainerApp(SecurityDomainApp):
 
     def close_session(self) -> None:
         super().close_session()
-        self._store_data = bytearray()
-        self._next_block = 0
+        self._blocks.reset()
 
     def deselect(self) -> None:
         super().deselect()
@@ -229,17 +228,9 @@ class ContainerApp(SecurityDomainApp):
     def _store_object(self, cmd: CommandApdu) -> ResponseApdu:
         """STORE DATA (GP 2.3.1 §11.11) of one A2 data object; P1 b8 marks the last block."""
         self.require_level(LEVEL_CMAC, KeyRole.PROVIDER)
-        if cmd.p2 != self._next_block & 0xFF:
-            raise ApduError(SW.INCORRECT_P1P2, "STORE DATA block out of sequence")
-        if len(self._store_data) + len(cmd.data) > MAX_OBJECT_DATA:
-            raise ApduError(SW.WRONG_LENGTH, "data object too long")
-        self._store_data += cmd.data
-        self._next_block += 1
-        if not cmd.p1 & 0x80:
+        data = self._blocks.add(cmd, "data object too long")
+        if data is None:
             return ResponseApdu.of(SW.OK)
-        data = bytes(self._store_data)
-        self._store_data = bytearray()
-        self._next_block = 0
         try:
             obj = DataObject.parse(data)
         except WireError as exc:

@@ -52,6 +52,33 @@ class DeviceContext:
     functions: list[ContainerFunction] = field(default_factory=list)
 
 
+class StoreDataBlocks:
+    """STORE DATA blocks (GP 2.3.1 §11.11.2): numbered from 00 in P2, P1 b8 set on the last, joined up to
+    ``limit`` bytes."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.reset()
+
+    def reset(self) -> None:
+        self._data = bytearray()
+        self._next = 0
+
+    def add(self, cmd: CommandApdu, too_long: str) -> bytes | None:
+        """The joined data once the last block has arrived, else None."""
+        if cmd.p2 != self._next & 0xFF:
+            raise ApduError(SW.INCORRECT_P1P2, "STORE DATA block out of sequence")
+        if len(self._data) + len(cmd.data) > self.limit:
+            raise ApduError(SW.WRONG_LENGTH, too_long)
+        self._data += cmd.data
+        self._next += 1
+        if not cmd.p1 & 0x80:
+            return None
+        joined = bytes(self._data)
+        self.reset()
+        return joined
+
+
 class Application(ABC):
     """Something SELECT can reach on a connection."""
 

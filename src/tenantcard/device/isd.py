@@ -20,6 +20,7 @@ from tenantcard.device.domain import (
     MAX_AUTH_TRIES,
     DeviceContext,
     SecurityDomainApp,
+    StoreDataBlocks,
     decode_keys,
     encode_keys,
 )
@@ -122,8 +123,7 @@ class IsdApp(SecurityDomainApp):
     def __init__(self, ctx: DeviceContext) -> None:
         super().__init__(ctx, ISD_AID, ISD_OWNER)
         self._perso_target: int | None = None
-        self._store_data = bytearray()
-        self._next_block = 0
+        self._blocks = StoreDataBlocks(MAX_STORE_DATA)
 
     def select_response(self) -> ResponseApdu:
         return ResponseApdu(_ISD_FCI, SW.OK)
@@ -169,8 +169,7 @@ class IsdApp(SecurityDomainApp):
     def close_session(self) -> None:
         super().close_session()
         self._perso_target = None
-        self._store_data = bytearray()
-        self._next_block = 0
+        self._blocks.reset()
 
     def _operator(self) -> None:
         self.require_level(LEVEL_CMAC, KeyRole.OPERATOR)
@@ -273,8 +272,7 @@ class IsdApp(SecurityDomainApp):
             if index is None or self.ctx.store.container(index) is None:
                 raise ApduError(SW.REFERENCED_DATA_NOT_FOUND, "no such container")
             self._perso_target = index
-            self._store_data = bytearray()
-            self._next_block = 0
+            self._blocks.reset()
             return ResponseApdu.of(SW.OK, b"\x00")
         raise ApduError(SW.INCORRECT_P1P2, "only INSTALL [for install] and [for personalization]")
 
@@ -315,17 +313,9 @@ class IsdApp(SecurityDomainApp):
         target = self._perso_target
         if target is None:
             raise ApduError(SW.CONDITIONS_NOT_SATISFIED, "no INSTALL [for personalization] before STORE DATA")
-        if cmd.p2 != self._next_block & 0xFF:
-            raise ApduError(SW.INCORRECT_P1P2, "STORE DATA block out of sequence")
-        if len(self._store_data) + len(cmd.data) > MAX_STORE_DATA:
-            raise ApduError(SW.WRONG_LENGTH, "authorization too long")
-        self._store_data += cmd.data
-        self._next_block += 1
-        if not cmd.p1 & 0x80:
+        data = self._blocks.add(cmd, "authorization too long")
+        if data is None:
             return ResponseApdu.of(SW.OK)
-        data = bytes(self._store_data)
-        self._store_data = bytearray()
-        self._next_block = 0
         try:
             auth = Authorization.parse(data)
             command = PutKeyCommand.parse(0x00, 0x81, auth.key_data)
