@@ -164,6 +164,31 @@ def test_orphan_authorization_is_revoked_on_reconcile(services: OperatorServices
         assert [e.action for e in services.env.audit.read(s, limit=1000)].count("container.orphan_revoked") == 1
 
 
+def test_revocation_whose_reply_was_lost_is_recorded_once(services: OperatorServices, served: Served) -> None:
+    """DELETE reached the device but the registry never committed it (the device died before replying): the
+    next session reconciles, records the revocation once, and the retried revocation is a no-op."""
+    pid, cid = _provider(services)
+    out = services.placement.request(pid, cid, DeviceRef(serial="UNIT-1"), "lost-reply")
+    assert out.bundle is not None
+    _take(out.bundle)
+    with services.env.db.transaction() as s:
+        row = repo.container(s, out.bundle.container_id)
+        device = repo.device(s, served.device_id)
+        assert row is not None and device is not None
+    keys, _ = services.ops.operator_keys(device)
+    with services.env.gateway.open_isd(served.server.address, keys) as isd:
+        isd.revoke(row.index)
+    revoked = services.revocation.revoke_on_device(
+        served.device_id, row.id, "operator", "contract_end", expect_contract=cid
+    )
+    assert revoked is False
+    with services.env.db.transaction() as s:
+        entries = [e for e in services.env.audit.read(s, limit=1000) if e.action == "container.revoked"]
+        after = repo.container(s, row.id)
+    assert [(e.subject, e.details["reason"]) for e in entries] == [(row.id, "reconciled")]
+    assert after is not None and after.provider_id is None
+
+
 def test_rotation_interrupted_after_put_key_recovers(services: OperatorServices, served: Served) -> None:
     """PUT KEY reached the device but the registry never committed the new keys."""
     env = services.env

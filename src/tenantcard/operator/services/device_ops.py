@@ -104,7 +104,8 @@ class DeviceOps:
         """Make the registry agree with the device's GET STATUS.
 
         An AUTHORIZED container the registry does not know as placed (an authorization placed but never
-        committed, e.g. the operator died in between) is revoked: nobody holds its initial keys.
+        committed, e.g. the operator died in between) is revoked: nobody holds its initial keys. A container the
+        device shows AVAILABLE but the registry does not is recorded as revoked (reason ``reconciled``).
         """
         env = self._env
         with env.db.transaction() as s:
@@ -131,6 +132,15 @@ class DeviceOps:
                 if new_state is None or new_state == row.state:
                     continue
                 if new_state == ContainerState.AVAILABLE:
+                    # The device revoked it but the registry never recorded it (the reply was lost with a killed
+                    # device or operator): record the revocation now, once, like revoke_on_device would have.
+                    env.audit.append(
+                        s,
+                        "operator",
+                        "container.revoked",
+                        row.id,
+                        {"device": device_id, "provider": row.provider_id, "reason": "reconciled"},
+                    )
                     self.release(s, row, "revoked")
                 elif row.state == ContainerState.AUTHORIZED and new_state in (
                     ContainerState.OWNED,
